@@ -1,0 +1,81 @@
+"""Generators of tiny test images (PNG/JPEG in every mode, 16-bit, DICOM, broken files)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def gradient(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
+    """A deterministic float image in [0, 1] with structure (not constant)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    img = (x / max(w - 1, 1)) * 0.6 + (y / max(h - 1, 1)) * 0.3 + rng.random((h, w)) * 0.1
+    return img.astype(np.float32)
+
+
+def write_image(path: str | Path, mode: str = "L", h: int = 48, w: int = 64, seed: int = 0,
+                fmt: str | None = None) -> Path:
+    """Write a PNG/JPEG in PIL ``mode`` ("L", "RGB", "RGBA", "P", "I;16"); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    g = gradient(h, w, seed)
+    if mode == "I;16":
+        img = Image.fromarray((g * 65535).astype(np.uint16))
+    else:
+        img = Image.fromarray((g * 255).astype(np.uint8), "L").convert(mode)
+    fmt = fmt or ("JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG")
+    if fmt == "JPEG" and img.mode not in ("L", "RGB"):
+        img = img.convert("RGB")
+    img.save(path, fmt)
+    return path
+
+
+def write_dicom(path: str | Path, h: int = 48, w: int = 64, seed: int = 0, bits_stored: int = 12,
+                photometric: str = "MONOCHROME2", patient_name: str = "Doe^Jane") -> Path:
+    """Write a minimal valid DICOM (uint16 pixels, ``bits_stored`` significant bits)."""
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = patient_name
+    ds.PatientID = "TEST-0001"
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = h, w
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 0
+    pixels = (gradient(h, w, seed) * (2**bits_stored - 1)).astype(np.uint16)
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+def write_truncated(path: str | Path, mode: str = "L") -> Path:
+    """A PNG/JPEG cut in half: the header is valid, the data is not."""
+    path = Path(path)
+    tmp = write_image(path, mode)
+    data = tmp.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def write_not_image(path: str | Path) -> Path:
+    """A file with an image extension that holds text."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("this is not an image\n")
+    return path

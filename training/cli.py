@@ -1,0 +1,297 @@
+"""Command line: builds a config from arguments, calls the library, saves the resolved config.
+
+Commands: report | split | train | train-all | evaluate | compare | predict | models | download | demo
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import yaml  # noqa: E402
+
+from training.errors import CXRError  # noqa: E402
+
+log = logging.getLogger("training")
+
+
+def _parts(text: str) -> tuple[float, float, float]:
+    """``70,10,20`` or ``0.8,0,0.2`` → fractions summing to 1."""
+    vals = [float(v) for v in text.split(",")]
+    if len(vals) == 2:
+        vals = [vals[0], 0.0, vals[1]]
+    if len(vals) != 3 or min(vals) < 0 or sum(vals) <= 0:
+        raise argparse.ArgumentTypeError("--parts takes TRAIN,VAL,TEST, e.g. 70,10,20 or 80,20")
+    total = sum(vals)
+    return tuple(v / total for v in vals)  # type: ignore[return-value]
+
+
+def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--data", action="append", required=required, metavar="DIR",
+                   help="dataset folder or CSV (repeat to combine several)")
+    p.add_argument("--format", dest="fmt", default="auto", help="auto | ieee8023 | folder | csv")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="bad rows: stop with an error (default) or skip and count them in the report")
+    p.add_argument("--views", default=None, help="ieee8023 views to keep, comma-separated (default PA,AP,AP Supine)")
+    p.add_argument("--modalities", default=None, help="ieee8023 modalities to keep (default X-ray)")
+
+
+def _load_data(args: argparse.Namespace):
+    from training.data.formats import load_datasets
+
+    opts: dict[str, Any] = {}
+    if args.views:
+        opts["views"] = tuple(v.strip() for v in args.views.split(","))
+    if args.modalities:
+        opts["modalities"] = tuple(v.strip() for v in args.modalities.split(","))
+    return load_datasets(args.data, fmt=args.fmt, on_error=args.on_error, **opts)
+
+
+def save_resolved(args: argparse.Namespace | dict, out_dir: str | Path, name: str = "config.yaml") -> Path:
+    """Write the resolved command configuration next to its outputs."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = dict(vars(args)) if isinstance(args, argparse.Namespace) else dict(args)
+    cfg.pop("func", None)
+    path = out_dir / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------- commands
+def cmd_report(args: argparse.Namespace) -> int:
+    from training.data.report import write_report
+    from training.data.splits import load_split
+
+    ds = _load_data(args)
+    split = load_split(args.split, ds) if args.split else None
+    index = write_report(ds, args.out, split=split)
+    save_resolved(args, args.out)
+    print(f"report: {index}")
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from training.data.splits import make_split, save_split, split_hash
+    from training.data.tasks import get_task
+
+    ds = _load_data(args)
+    df = make_split(ds, get_task(args.task), parts=args.parts, seed=args.seed, folds=args.folds)
+    out = Path(args.out)
+    save_split(df, out)
+    save_resolved(args, out.parent, out.stem + ".config.yaml")
+    counts = df.groupby("part")["patient"].agg(["size", "nunique"]) if "part" in df else None
+    print(f"split: {out} (sha256 {split_hash(out)[:12]})")
+    if counts is not None:
+        for part, row in counts.iterrows():
+            print(f"  {part:>10}: {row['size']} images, {row['nunique']} patients")
+    return 0
+
+
+TRAIN_FLAGS = ("task", "split", "arch", "mode", "weights", "img_size", "epochs", "batch_size",
+               "lr", "out", "seed", "fmt", "on_error", "augment", "balance", "max_images",
+               "head_epochs", "patience", "cache_dir", "distribute")
+
+
+def _train_config(args: argparse.Namespace):
+    from training.config import load_config
+
+    overrides = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k, None) is not None}
+    if args.data:
+        overrides["data"] = args.data
+    if getattr(args, "no_augment", False):
+        overrides["augment"] = False
+    return load_config(args.config, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.engine.fit import train
+
+    model_dir = train(_train_config(args))
+    print(f"model: {model_dir}")
+    return 0
+
+
+def cmd_train_all(args: argparse.Namespace) -> int:
+    from training.engine.fit import train_all
+    from training.models.registry import FOUR
+
+    archs = tuple(args.archs.split(",")) if args.archs else FOUR
+    for d in train_all(_train_config(args), archs=archs):
+        print(f"model: {d}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from training.evaluation.predict import predict_files, write_predictions
+
+    df = predict_files(args.model, args.paths, batch_size=args.batch_size)
+    write_predictions(df, args.output)
+    n_err = int(df["error"].fillna("").astype(bool).sum()) if "error" in df else 0
+    print(f"predictions: {args.output} ({len(df)} files, {n_err} unreadable)")
+    return 0 if n_err == 0 else 3
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluation.evaluate import evaluate_model
+
+    kwargs: dict[str, Any] = dict(split=args.split, part=args.part, out_dir=args.out,
+                                  allow_overlap=args.allow_overlap, external=args.external,
+                                  threshold_method=args.threshold, n_boot=args.n_boot,
+                                  on_error=args.on_error)
+    if args.target_sensitivity is not None:
+        kwargs["target_sensitivity"] = args.target_sensitivity
+    evaluate_model(args.model, args.data, **kwargs)
+    save_resolved(args, args.out)
+    print(f"evaluation: {Path(args.out) / 'report.html'}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from training.evaluation.compare import compare_models
+
+    models = args.model or sorted(str(p.parent) for p in Path(args.models_dir).glob("*/card.json"))
+    if not models:
+        raise CXRError(f"no models found in {args.models_dir}",)
+    compare_models(models, args.data, args.split, part=args.part, out_dir=args.out, n_boot=args.n_boot)
+    save_resolved(args, args.out)
+    print(f"comparison: {Path(args.out) / 'compare.html'}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from training.models.describe import describe_architectures
+
+    rows = describe_architectures(input_size=args.img_size)
+    print(f"{'name':<16}{'input':>6}  {'preprocess':<10}{'total params':>14}{'trainable (frozen)':>20}  grad-cam layer")
+    for r in rows:
+        print(f"{r['name']:<16}{r['input_size']:>6}  {r['preprocess_mode']:<10}{r['total_params']:>14,}"
+              f"{r['trainable_params']:>20,}  {r['gradcam_layer']}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from training.data.download import download_ieee8023
+
+    print(download_ieee8023(args.dest))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from training.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(data=args.data or [], out=args.out, img_size=args.img_size, epochs=args.epochs)
+    run_demo(cfg)
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def _train_args(p: argparse.ArgumentParser) -> None:
+    _data_args(p, required=False)
+    p.add_argument("--config", help="YAML training config (CLI options override it)")
+    p.add_argument("--task", help="multilabel | covid | pneumonia | 3class | 4class")
+    p.add_argument("--split", help="saved split CSV (default: make one and save it with the model)")
+    p.add_argument("--arch", help="backbone (python -m training models lists them)")
+    p.add_argument("--mode", choices=("frozen", "finetune", "scratch"))
+    p.add_argument("--weights", help="imagenet | none | PATH (weights file or a model folder trained here)")
+    p.add_argument("--img-size", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--head-epochs", type=int, help="finetune: epochs of stage 1 (head only)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--balance", choices=("class_weight", "sampler", "none"))
+    p.add_argument("--no-augment", action="store_true", help="no augmentation (frozen mode then caches features)")
+    p.add_argument("--max-images", type=int, help="cap on training images (quick runs)")
+    p.add_argument("--patience", type=int, help="early stopping on validation loss (0 = off)")
+    p.add_argument("--cache-dir", help="preprocessed-image cache (default ~/.cache/cxrlab)")
+    p.add_argument("--out", help="output folder (models/NAME)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("report", cmd_report, "dataset report: figures and an HTML page")
+    _data_args(p)
+    p.add_argument("--split", help="a saved split CSV: adds per-part tables")
+    p.add_argument("--out", required=True)
+
+    p = add("split", cmd_split, "patient-level, label-stratified train/val/test split")
+    _data_args(p)
+    p.add_argument("--task", default="multilabel")
+    p.add_argument("--parts", type=_parts, default=(0.7, 0.1, 0.2), help="TRAIN,VAL,TEST (default 70,10,20)")
+    p.add_argument("--folds", type=int, help="k-fold by patient instead of parts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="split CSV to write")
+
+    _train_args(add("train", cmd_train, "train one model"))
+    p = add("train-all", cmd_train_all, "train the four backbones on one split with one budget")
+    _train_args(p)
+    p.add_argument("--archs", help="comma-separated (default resnet50,inception_v3,xception,vgg16)")
+
+    p = add("predict", cmd_predict, "predict files and folders (recursive; DICOM too)")
+    p.add_argument("--model", action="append", required=True, help="model folder (repeat for several)")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--output", required=True)
+    p.add_argument("--batch-size", type=int, default=32)
+
+    p = add("evaluate", cmd_evaluate, "metrics with patient-bootstrap CIs, figures, HTML report")
+    p.add_argument("--model", required=True)
+    _data_args(p)
+    p.add_argument("--split", help="split CSV (default: the model's own split)")
+    p.add_argument("--part", default="test")
+    p.add_argument("--out", required=True)
+    p.add_argument("--allow-overlap", action="store_true", help="allow images the model trained on (flagged)")
+    p.add_argument("--external", action="store_true", help="label the test set as external")
+    p.add_argument("--threshold", default="youden", help="youden | sensitivity (with --target-sensitivity)")
+    p.add_argument("--target-sensitivity", type=float)
+    p.add_argument("--n-boot", type=int, default=1000)
+
+    p = add("compare", cmd_compare, "fair comparison of several models on one split")
+    p.add_argument("--model", action="append", help="model folder (repeat); default all in --models-dir")
+    p.add_argument("--models-dir", default="models")
+    _data_args(p)
+    p.add_argument("--split", required=True)
+    p.add_argument("--part", default="test")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n-boot", type=int, default=1000)
+
+    p = add("models", cmd_models, "list the architectures with input size and parameter counts")
+    p.add_argument("--img-size", type=int)
+
+    p = add("download", cmd_download, "download the ieee8023 COVID-19 collection")
+    p.add_argument("--dest", help="folder (default ~/.cache/cxrlab/datasets)")
+
+    p = add("demo", cmd_demo, "the main job: report, split, train four models, evaluate")
+    p.add_argument("--data", action="append", help="dataset folder(s); default: download ieee8023")
+    p.add_argument("--out", default="demo-output")
+    p.add_argument("--img-size", type=int)
+    p.add_argument("--epochs", type=int)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; user errors become one clear message and exit code 2."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except CXRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
