@@ -31,12 +31,13 @@ def _parts(text: str) -> tuple[float, float, float]:
     return tuple(v / total for v in vals)  # type: ignore[return-value]
 
 
-def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+def _data_args(p: argparse.ArgumentParser, required: bool = True, on_error: str = "raise") -> None:
     p.add_argument("--data", action="append", required=required, metavar="DIR",
                    help="dataset folder or CSV (repeat to combine several)")
     p.add_argument("--format", dest="fmt", default="auto", help="auto | ieee8023 | folder | csv")
-    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
-                   help="bad rows: stop with an error (default) or skip and count them in the report")
+    p.add_argument("--on-error", choices=("raise", "skip"), default=on_error,
+                   help=f"bad rows (missing or unreadable images, unknown labels): stop with an error "
+                        f"or skip them and count them in the report (default {on_error})")
     p.add_argument("--views", default=None, help="ieee8023 views to keep, comma-separated (default PA,AP,AP Supine)")
     p.add_argument("--modalities", default=None, help="ieee8023 modalities to keep (default X-ray)")
 
@@ -224,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("report", cmd_report, "dataset report: figures and an HTML page")
-    _data_args(p)
+    _data_args(p, on_error="skip")  # the report's job is to count missing/bad files
     p.add_argument("--split", help="a saved split CSV: adds per-part tables")
     p.add_argument("--out", required=True)
 

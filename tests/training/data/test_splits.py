@@ -1,0 +1,323 @@
+"""Patient-level splits: disjoint, stratified, reproducible, unlabelled rows kept, files checked."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.data.dataset import PATHOLOGIES, CXRDataset
+from training.data.splits import (
+    check_patient_disjoint,
+    fold_parts,
+    load_split,
+    make_split,
+    row_strata,
+    save_split,
+    split_counts,
+    split_hash,
+)
+from training.data.tasks import TASKS, get_task
+from training.errors import DataError, SplitError
+
+SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+CLASS_PATHOLOGIES = {  # synthetic class → positive pathologies
+    0: ("No Finding",),
+    1: ("Pneumonia", "Bacterial Pneumonia"),
+    2: ("Pneumonia", "Viral Pneumonia"),
+    3: ("Pneumonia", "Viral Pneumonia", "COVID-19"),
+}
+
+
+def synthetic_dataset(n: int = 400, seed: int = 0, unlabelled: float = 0.05, sources: tuple[str, ...] = ("src",),
+                      probs: tuple[float, ...] = (0.3, 0.35, 0.2, 0.15)) -> CXRDataset:
+    """``n`` rows of patients with 1-4 images each, one class per patient, some unlabelled rows."""
+    rng = np.random.default_rng(seed)
+    meta, labels = [], []
+    pid = 0
+    while len(meta) < n:
+        pid += 1
+        cls = int(rng.choice(len(probs), p=probs))
+        src = sources[pid % len(sources)]
+        sex = rng.choice(["M", "F", None])
+        age = float(rng.integers(1, 95)) if rng.random() < 0.8 else np.nan
+        for j in range(int(rng.integers(1, 5))):
+            if len(meta) == n:
+                break
+            row = np.full(len(PATHOLOGIES), np.nan, np.float32)
+            if rng.random() >= unlabelled:
+                row[[PATHOLOGIES.index(p) for p in ("No Finding", "Pneumonia", "COVID-19")]] = 0
+                row[[PATHOLOGIES.index(p) for p in CLASS_PATHOLOGIES[cls]]] = 1
+            labels.append(row)
+            meta.append({"path": f"/data/{src}/p{pid}_{j}.png", "patient": f"{src}:p{pid}", "source": src,
+                         "view": rng.choice(["PA", "AP", None]), "modality": "X-ray", "sex": sex, "age": age})
+    return CXRDataset(list(PATHOLOGIES), np.array(labels), pd.DataFrame(meta), name="synthetic")
+
+
+@pytest.fixture(scope="module")
+def ds() -> CXRDataset:
+    return synthetic_dataset()
+
+
+def _parts_of_patients(df: pd.DataFrame) -> pd.Series:
+    return df.groupby("patient")["part"].nunique()
+
+
+def _assert_stratified(df: pd.DataFrame, tol: float, parts=("train", "val", "test")) -> None:
+    """Each part's label proportions within ``tol`` of the whole set's."""
+    total = df["stratum"].value_counts(normalize=True)
+    for part in parts:
+        got = df.loc[df["part"] == part, "stratum"].value_counts(normalize=True)
+        diff = (got.reindex(total.index, fill_value=0) - total).abs().max()
+        assert diff < tol, f"{part}: proportions off by {diff:.3f}\n{got}\n{total}"
+
+
+# --------------------------------------------------------------------------- make_split
+@pytest.mark.parametrize("task", list(TASKS))
+def test_split_is_patient_disjoint_and_complete(ds, task):
+    df = make_split(ds, get_task(task))
+    assert list(df.columns) == ["path", "patient", "part", "stratum"]
+    assert df["path"].tolist() == ds.meta["path"].tolist()  # aligned, nothing dropped
+    assert (_parts_of_patients(df) == 1).all()
+    assert set(df["part"]) == {"train", "val", "test"}
+    check_patient_disjoint(df)
+
+
+def test_split_fractions_and_stratification_on_2000_rows():
+    big = synthetic_dataset(2000, seed=3)
+    df = make_split(big, get_task("4class"), seed=1)
+    frac = df["part"].value_counts(normalize=True)
+    assert abs(frac["train"] - 0.7) < 0.03 and abs(frac["val"] - 0.1) < 0.03 and abs(frac["test"] - 0.2) < 0.03
+    _assert_stratified(df, tol=0.03)
+
+
+def test_multilabel_stratifies_on_combined_key_with_rare_keys_merged():
+    big = synthetic_dataset(1000, seed=4)
+    big.labels[:3, PATHOLOGIES.index("ARDS")] = 1  # a rare combination: only one patient has it
+    df = make_split(big, get_task("multilabel"), seed=0)
+    assert "Pneumonia+Viral Pneumonia+COVID-19" in set(df["stratum"])
+    assert (df["stratum"].str.contains("ARDS")).sum() == 3  # stratum column keeps the real key
+    assert (_parts_of_patients(df) == 1).all()
+    _assert_stratified(df, tol=0.04)
+
+
+def test_split_is_a_copy_not_a_view_of_the_dataset(ds):
+    before = ds.meta["patient"].copy()
+    df = make_split(ds, get_task("covid"))
+    df.loc[0, "patient"] = "edited"
+    df.loc[0, "path"] = "edited"
+    pd.testing.assert_series_equal(ds.meta["patient"], before)
+    assert ds.meta.loc[0, "path"] != "edited"
+
+
+def test_stratum_is_the_task_label(ds):
+    strata = row_strata(ds, get_task("3class"))
+    targets = get_task("3class").encode(ds)
+    unl = np.isnan(targets).all(axis=1)
+    assert (strata[unl] == "unlabelled").all()
+    expected = np.array(["Normal", "Pneumonia", "COVID-19"], dtype=object)[np.argmax(np.nan_to_num(targets), 1)]
+    assert (strata[~unl] == expected[~unl]).all()
+
+
+def test_same_seed_same_split_other_seed_other_split(ds):
+    task = get_task("pneumonia")
+    a, b, c = make_split(ds, task, seed=7), make_split(ds, task, seed=7), make_split(ds, task, seed=8)
+    pd.testing.assert_frame_equal(a, b)
+    assert (a["part"] != c["part"]).any()
+
+
+def test_unlabelled_rows_are_kept_with_their_patient():
+    d = synthetic_dataset(600, seed=5, unlabelled=0.2)
+    df = make_split(d, get_task("covid"))
+    unl = d.unlabelled
+    assert unl.sum() > 50 and len(df) == len(d)
+    assert set(df.loc[unl, "part"]) == {"train", "val", "test"}  # spread over parts, never dropped
+    assert (df.loc[unl, "stratum"] == "unlabelled").all()
+    assert (_parts_of_patients(df) == 1).all()
+
+
+def test_literature_80_20_has_no_val(ds):
+    df = make_split(ds, get_task("3class"), parts=(0.8, 0.0, 0.2))
+    assert set(df["part"]) == {"train", "test"}
+    assert abs((df["part"] == "test").mean() - 0.2) < 0.05
+
+
+def test_uneven_parts_are_honoured():
+    big = synthetic_dataset(2000, seed=6)
+    df = make_split(big, get_task("pneumonia"), parts=(0.6, 0.15, 0.25))
+    frac = df["part"].value_counts(normalize=True)
+    assert abs(frac["val"] - 0.15) < 0.03 and abs(frac["test"] - 0.25) < 0.03
+
+
+@pytest.mark.parametrize("parts", [(0.5, 0.5, 0.5), (0.0, 0.5, 0.5), (0.9, -0.1, 0.2), (1.0,), (0.02, 0.49, 0.49)])
+def test_bad_parts_are_rejected(ds, parts):
+    with pytest.raises(SplitError, match="parts|train part|nothing to train"):
+        make_split(ds, get_task("covid"), parts=parts)
+
+
+def test_kfold_assigns_every_patient_one_fold(ds):
+    df = make_split(ds, get_task("3class"), folds=5, seed=2)
+    assert sorted(df["fold"].unique()) == [0, 1, 2, 3, 4]
+    assert (df.groupby("patient")["fold"].nunique() == 1).all()
+    sizes = df["fold"].value_counts(normalize=True)
+    assert (abs(sizes - 0.2) < 0.05).all()
+    # part = run 0: test fold 0, val fold 1, train the rest
+    assert (df.loc[df["fold"] == 0, "part"] == "test").all()
+    assert (df.loc[df["fold"] == 1, "part"] == "val").all()
+    assert (df.loc[df["fold"] >= 2, "part"] == "train").all()
+    run3 = fold_parts(df, 3)
+    assert (run3.loc[run3["fold"] == 3, "part"] == "test").all()
+    assert (run3.loc[run3["fold"] == 4, "part"] == "val").all()
+    check_patient_disjoint(run3)
+
+
+def test_kfold_without_val(ds):
+    df = make_split(ds, get_task("covid"), parts=(0.8, 0.0, 0.2), folds=4)
+    assert set(df["part"]) == {"train", "test"}
+    assert set(df.loc[df["part"] == "test", "fold"]) == {0}
+
+
+def test_too_few_patients_is_a_clear_error():
+    tiny = synthetic_dataset(6, seed=0)
+    with pytest.raises(SplitError, match="patients"):
+        make_split(tiny, get_task("covid"), folds=10)
+
+
+def test_missing_patient_id_is_a_clear_error(ds):
+    bad = ds.subset(np.arange(50))
+    bad.meta.loc[3, "patient"] = None
+    with pytest.raises(DataError, match="no patient id"):
+        make_split(bad, get_task("covid"))
+
+
+# --------------------------------------------------------------------------- checks and files
+def _corrupt(df: pd.DataFrame) -> str:
+    """Put one multi-image patient into two parts; returns that patient."""
+    sizes = df.groupby("patient").size()
+    patient = sizes.index[sizes > 1][0]
+    rows = df.index[df["patient"] == patient]
+    df.loc[rows[0], "part"] = "train"
+    df.loc[rows[1], "part"] = "test"
+    return patient
+
+
+def test_check_patient_disjoint_names_offending_patients(ds):
+    df = make_split(ds, get_task("covid"))
+    patient = _corrupt(df)
+    with pytest.raises(SplitError, match=rf"^1 patients appear in more than one part \(e.g. \['{patient}'\]\)"):
+        check_patient_disjoint(df)
+
+
+def test_save_load_round_trip_and_hash(ds, tmp_path):
+    df = make_split(ds, get_task("3class"), seed=3)
+    path = save_split(df, tmp_path / "sub" / "split.csv")
+    h = split_hash(path)
+    assert len(h) == 64
+    loaded = load_split(path, ds)
+    pd.testing.assert_frame_equal(loaded, df)
+    save_split(loaded, tmp_path / "again.csv")  # same content → same bytes → same hash
+    assert split_hash(tmp_path / "again.csv") == h
+    assert not list(tmp_path.rglob("*.tmp"))  # the atomic write leaves no temp file
+
+
+def test_load_split_aligns_by_path_regardless_of_file_order(ds, tmp_path):
+    df = make_split(ds, get_task("covid"), folds=3)
+    save_split(df.sample(frac=1.0, random_state=0), tmp_path / "s.csv")
+    loaded = load_split(tmp_path / "s.csv", ds)
+    assert loaded["path"].tolist() == ds.meta["path"].tolist()
+    assert (loaded["part"].to_numpy() == df["part"].to_numpy()).all()
+    assert (loaded["fold"].to_numpy() == df["fold"].to_numpy()).all()
+
+
+def test_load_split_rejects_a_patient_in_two_parts(ds, tmp_path):
+    df = make_split(ds, get_task("covid"))
+    patient = _corrupt(df)
+    save_split(df, tmp_path / "bad.csv")
+    with pytest.raises(SplitError, match=patient):
+        load_split(tmp_path / "bad.csv", ds)
+
+
+def test_load_split_rows_missing_from_split(ds, tmp_path):
+    df = make_split(ds, get_task("covid"))
+    save_split(df.iloc[5:], tmp_path / "short.csv")
+    with pytest.raises(SplitError, match=r"5 of \d+ images .*python -m training split"):
+        load_split(tmp_path / "short.csv", ds)
+
+
+def test_load_split_on_a_subset_warns_and_ignores_extra_rows(ds, tmp_path):
+    df = make_split(ds, get_task("covid"))
+    save_split(df, tmp_path / "s.csv")
+    sub = ds.subset(np.arange(0, len(ds), 2))
+    with pytest.warns(UserWarning, match="not in"):
+        loaded = load_split(tmp_path / "s.csv", sub)
+    assert loaded["path"].tolist() == sub.meta["path"].tolist()
+
+
+def test_load_split_rejects_changed_patient_ids(ds, tmp_path):
+    df = make_split(ds, get_task("covid"))
+    df.loc[0, "patient"] = "somebody-else"
+    save_split(df, tmp_path / "s.csv")
+    with pytest.raises(SplitError, match="another patient id"):
+        load_split(tmp_path / "s.csv", ds)
+
+
+@pytest.mark.parametrize("content, error, match", [
+    ("path,patient\n/a,p\n", SplitError, "lacks columns"),
+    ("path,patient,part,stratum\n/a,p,holdout,x\n", SplitError, "unknown part"),
+    ("path,patient,part,stratum\n/a,p,train,x\n/a,p,train,x\n", SplitError, "listed twice"),
+])
+def test_load_split_rejects_malformed_files(ds, tmp_path, content, error, match):
+    (tmp_path / "s.csv").write_text(content)
+    with pytest.raises(error, match=match):
+        load_split(tmp_path / "s.csv", ds)
+
+
+def test_load_split_missing_file(ds, tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_split(tmp_path / "nope.csv", ds)
+
+
+def test_split_counts(ds):
+    task = get_task("3class")
+    df = make_split(ds, task)
+    counts = split_counts(df, task.encode(ds), task.classes(ds))
+    assert list(counts) == ["train", "val", "test"]
+    assert sum(c["images"] for c in counts.values()) == len(ds)
+    assert sum(c["patients"] for c in counts.values()) == ds.meta["patient"].nunique()
+    for part, c in counts.items():
+        sub = df[df["part"] == part]
+        assert c["classes"]["COVID-19"] == (sub["stratum"] == "COVID-19").sum()
+        assert c["unlabelled"] == (sub["stratum"] == "unlabelled").sum()
+
+
+# --------------------------------------------------------------------------- real data
+def _loader():
+    if importlib.util.find_spec("training.data.formats") is None:
+        pytest.skip("training.data.formats is not there yet")
+    from training.data import formats
+    return formats
+
+
+@pytest.mark.realdata
+def test_real_kermany_pneumonia_split_is_stratified():
+    path = SHARED / "kermany-pneumonia"
+    if not path.is_dir():
+        pytest.skip(f"{path} absent")
+    d = _loader().load_dataset(path)
+    df = make_split(d, get_task("pneumonia"), seed=0)
+    assert (_parts_of_patients(df) == 1).all() and len(df) == len(d)
+    _assert_stratified(df, tol=0.03)
+
+
+@pytest.mark.realdata
+def test_real_ieee8023_plus_kermany_3class_split_is_stratified():
+    paths = [SHARED / "ieee8023-covid-chestxray", SHARED / "kermany-pneumonia"]
+    if not all(p.is_dir() for p in paths):
+        pytest.skip("shared data absent")
+    d = _loader().load_datasets(paths, on_error="skip")
+    df = make_split(d, get_task("3class"), seed=0)
+    assert (_parts_of_patients(df) == 1).all() and len(df) == len(d)
+    assert (df["stratum"] == "unlabelled").any()  # e.g. ieee8023 "todo" rows, kept
+    _assert_stratified(df, tol=0.03)

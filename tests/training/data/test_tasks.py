@@ -1,0 +1,66 @@
+"""Tasks turn the pathology matrix into targets; undecided rows stay NaN, never negative."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.data.dataset import PATHOLOGIES, CXRDataset
+from training.data.tasks import TASKS, get_task
+from training.errors import UnknownLabelError
+
+N = np.nan
+
+
+def _ds(rows: list[dict]) -> CXRDataset:
+    labels = np.array([[r.get(p, N) for p in PATHOLOGIES] for r in rows], dtype=np.float32)
+    meta = pd.DataFrame({"path": [f"/x/{i}.png" for i in range(len(rows))], "patient": list(range(len(rows))),
+                         "source": "t", "view": "PA", "modality": "X-ray", "sex": pd.NA, "age": np.nan})
+    return CXRDataset(list(PATHOLOGIES), labels, meta)
+
+
+NORMAL = {p: 0.0 for p in PATHOLOGIES} | {"No Finding": 1.0}
+COVID = {p: 0.0 for p in PATHOLOGIES} | {"Pneumonia": 1.0, "Viral Pneumonia": 1.0, "COVID-19": 1.0}
+BACT = {p: 0.0 for p in PATHOLOGIES} | {"Pneumonia": 1.0, "Bacterial Pneumonia": 1.0}
+VIRAL = {p: 0.0 for p in PATHOLOGIES} | {"Pneumonia": 1.0, "Viral Pneumonia": 1.0}
+UNTYPED = {"Pneumonia": 1.0, "No Finding": 0.0}  # pneumonia of unknown cause
+UNLABELLED: dict = {}
+
+
+@pytest.mark.parametrize(
+    "task,expected",
+    [
+        ("covid", [0, 1, 0, 0, None, None]),
+        ("pneumonia", [0, 1, 1, 1, 1, None]),
+        ("3class", [0, 2, 1, 1, None, None]),
+        ("4class", [0, 3, 1, 2, None, None]),
+    ],
+)
+def test_single_label_tasks(task, expected):
+    ds = _ds([NORMAL, COVID, BACT, VIRAL, UNTYPED, UNLABELLED])
+    y = get_task(task).encode(ds)
+    assert y.shape == (6, len(get_task(task).classes()))
+    for row, exp in zip(y, expected):
+        if exp is None:
+            assert np.isnan(row).all()
+        else:
+            assert row.tolist() == [1.0 if i == exp else 0.0 for i in range(len(row))]
+
+
+def test_multilabel_keeps_nan():
+    ds = _ds([COVID, UNTYPED, UNLABELLED])
+    y = get_task("multilabel").encode(ds)
+    assert get_task("multilabel").classes(ds) == list(PATHOLOGIES)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ds.labels))
+    assert np.isnan(y[2]).all()
+
+
+def test_unknown_task_lists_known():
+    with pytest.raises(UnknownLabelError, match="4class"):
+        get_task("5class")
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_task_has_classes(name):
+    task = get_task(name)
+    assert task.kind in ("multilabel", "single")
+    if task.kind == "single":
+        assert len(task.classes()) >= 2
