@@ -96,7 +96,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 TRAIN_FLAGS = ("task", "split", "arch", "mode", "weights", "img_size", "epochs", "batch_size",
                "lr", "out", "seed", "fmt", "on_error", "augment", "balance", "max_images",
-               "head_epochs", "patience", "cache_dir", "distribute")
+               "head_epochs", "patience", "cache_dir", "distribute", "accumulate", "scale_lr")
 
 
 def _train_config(args: argparse.Namespace):
@@ -159,7 +159,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     models = args.model or sorted(str(p.parent) for p in Path(args.models_dir).glob("*/card.json"))
     if not models:
         raise CXRError(f"no models found in {args.models_dir}",)
-    compare_models(models, args.data, args.split, part=args.part, out_dir=args.out, n_boot=args.n_boot)
+    compare_models(models, args.data, args.split, part=args.part, out_dir=args.out, n_boot=args.n_boot,
+                   on_error=args.on_error)
     save_resolved(args, args.out)
     print(f"comparison: {Path(args.out) / 'compare.html'}")
     return 0
@@ -191,6 +192,53 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shortcuts(args: argparse.Namespace) -> int:
+    from training.evaluation import shortcuts
+
+    common = dict(out_dir=args.out, n_boot=args.n_boot, seed=args.seed)
+    if args.check == "lungs":
+        if not (args.model and args.ieee8023):
+            raise CXRError("shortcuts lungs needs --model DIR and --ieee8023 ROOT")
+        result = shortcuts.lung_restricted_eval(args.model, args.ieee8023, **common)
+    else:
+        if not args.data:
+            raise CXRError(f"shortcuts {args.check} needs --data (two or more sources)")
+        feats = dict(split_csv=args.split, arch=args.arch, img_size=args.img_size,
+                     weights=args.weights, features=args.features, cache_dir=args.cache_dir)
+        if args.check == "probe":
+            result = shortcuts.source_probe(args.data, **feats, **common)
+        else:
+            result = shortcuts.leave_one_source_out(args.data, task=args.task, **feats, **common)
+    save_resolved(args, args.out, f"{args.check}.config.yaml")
+    print(f"shortcut check '{args.check}': {args.out}")
+    if isinstance(result, dict) and result.get("warning"):
+        print(f"WARNING: {result['warning']}")
+    return 0
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    """``0.1,0.25,0.5,1.0`` → increasing fractions in (0, 1]."""
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if not vals or any(not 0 < v <= 1 for v in vals) or list(vals) != sorted(set(vals)):
+        raise argparse.ArgumentTypeError("--fractions takes increasing values in (0, 1], e.g. 0.1,0.25,0.5,1.0")
+    return vals
+
+
+def cmd_semi(args: argparse.Namespace) -> int:
+    from training.semi.experiment import SemiConfig, run_experiment
+
+    keys = ("task", "out", "fractions", "img_size", "rounds", "threshold", "pseudo_weight", "epochs",
+            "max_images", "split", "seed", "n_boot", "fmt", "on_error", "cache_dir")
+    cfg = SemiConfig(data=args.data, **{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
+    run_experiment(cfg)
+    save_resolved(args, args.out, "semi.config.yaml")
+    print(f"semi-supervised results: {Path(args.out) / 'results.json'}, {Path(args.out) / 'label_efficiency.png'}")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def _train_args(p: argparse.ArgumentParser) -> None:
     _data_args(p, required=False)
@@ -212,6 +260,43 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, help="early stopping on validation loss (0 = off)")
     p.add_argument("--cache-dir", help="preprocessed-image cache (default ~/.cache/cxrlab)")
     p.add_argument("--out", help="output folder (models/NAME)")
+    p.add_argument("--distribute", choices=("none", "mirrored", "multiworker", "data_parallel", "auto"),
+                   help="data-parallel training (docs/scaling.md); --batch-size is then per replica")
+    p.add_argument("--no-scale-lr", dest="scale_lr", action="store_false", default=None,
+                   help="distributed: keep --lr as given (default: lr x replicas)")
+    p.add_argument("--accumulate", type=int, metavar="K",
+                   help="gradient accumulation: one update per K batches (effective batch K x batch)")
+
+
+# ---------------------------------------------------------------- clinical (issue 6)
+def cmd_clinical(args: argparse.Namespace) -> int:
+    """Run one clinical experiment (fusion | prognosis | severity) and print its table."""
+    from training.clinical.experiments import EXPERIMENTS, ExperimentConfig, summary
+
+    cfg = ExperimentConfig(data=args.data, out=args.out, img_size=args.img_size, arch=args.arch,
+                           weights=args.weights, seed=args.seed, n_boot=args.n_boot,
+                           cache_dir=args.cache_dir, epochs=args.epochs,
+                           fields=args.fields.split(",") if args.fields else None)
+    results = EXPERIMENTS[args.experiment](cfg)
+    save_resolved(args, args.out)
+    print(summary(results))
+    print(f"results: {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def _clinical_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
+    p = add("clinical", cmd_clinical, "clinical metadata fusion, prognosis and severity (ieee8023)")
+    p.add_argument("experiment", choices=("fusion", "prognosis", "severity"))
+    p.add_argument("--data", required=True, help="the ieee8023 covid-chestxray folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--img-size", type=int, default=64)
+    p.add_argument("--arch", default="resnet50")
+    p.add_argument("--weights", default=None, help="backbone weights file (default random init)")
+    p.add_argument("--fields", help="clinical fields, comma-separated (default per experiment)")
+    p.add_argument("--epochs", type=int, default=100, help="fusion: max epochs of the heads")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--cache-dir", help="preprocessed-image cache (default ~/.cache/cxrlab)")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,11 +360,45 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("download", cmd_download, "download the ieee8023 COVID-19 collection")
     p.add_argument("--dest", help="folder (default ~/.cache/cxrlab/datasets)")
 
+    p = add("shortcuts", cmd_shortcuts,
+            "shortcut checks: source probe, leave-one-source-out, lungs-only vs full image")
+    p.add_argument("check", choices=("probe", "loso", "lungs"))
+    p.add_argument("--data", action="append", help="dataset folders (probe/loso: two or more sources)")
+    p.add_argument("--split", help="patient-level split CSV (default: a new one)")
+    p.add_argument("--task", default="pneumonia", help="loso: single-label task")
+    p.add_argument("--arch", default="resnet50")
+    p.add_argument("--img-size", type=int, default=64)
+    p.add_argument("--weights", default=None, help="backbone weights for features (default random init)")
+    p.add_argument("--features", default="auto", help="auto | backbone | stats")
+    p.add_argument("--cache-dir")
+    p.add_argument("--model", help="lungs: model folder")
+    p.add_argument("--ieee8023", help="lungs: ieee8023 root (with annotations/)")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+
     p = add("demo", cmd_demo, "the main job: report, split, train four models, evaluate")
     p.add_argument("--data", action="append", help="dataset folder(s); default: download ieee8023")
     p.add_argument("--out", default="demo-output")
     p.add_argument("--img-size", type=int)
     p.add_argument("--epochs", type=int)
+    p = add("semi", cmd_semi, "label-efficiency experiment: supervised vs self-training (semi-supervised)")
+    _data_args(p)
+    p.add_argument("--task", default="4class")
+    p.add_argument("--out", required=True)
+    p.add_argument("--fractions", type=_fractions, help="labelled fractions (default 0.1,0.25,0.5,1.0)")
+    p.add_argument("--img-size", type=int, help="input size in px (default 64)")
+    p.add_argument("--rounds", type=int, help="self-training rounds (default 2)")
+    p.add_argument("--threshold", type=float, help="pseudo-label confidence threshold (default 0.9)")
+    p.add_argument("--pseudo-weight", type=float, help="loss weight of pseudo-labels (default 0.5)")
+    p.add_argument("--epochs", type=int, help="epochs per model (default 10)")
+    p.add_argument("--max-images", type=int, help="patient-level cap on the data (quick runs)")
+    p.add_argument("--split", help="a saved split CSV (default: make one, saved in --out)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--n-boot", type=int)
+    p.add_argument("--cache-dir", help="preprocessed-image cache (default ~/.cache/cxrlab)")
+
+    _clinical_parser(add)  # issue 6: python -m training clinical {fusion,prognosis,severity}
     return parser
 
 

@@ -85,7 +85,7 @@ def run_demo(cfg: DemoConfig) -> Path:
               f"FROM SCRATCH at {setting['img_size']} px for {setting['epochs']} epochs instead. "
               "Expect weak models; with internet the demo uses frozen ImageNet backbones.")
     tcfg = replace(TrainConfig(), data=data, task=cfg.task, split=str(split_path),
-                   out=str(out / "models"), on_error="skip", **setting)
+                   out=str(out / "models"), name=ds.name, on_error="skip", **setting)
     model_dirs = train_all(tcfg, archs=cfg.archs)
 
     print("[4/5] evaluating each model on the held-back test part (internal, patient-disjoint)")
@@ -94,7 +94,7 @@ def run_demo(cfg: DemoConfig) -> Path:
                        out_dir=str(out / "evaluation" / Path(d).name), n_boot=cfg.n_boot,
                        on_error="skip")
         print(f"      {Path(d).name}: {out / 'evaluation' / Path(d).name / 'report.html'}")
-    compare_models([str(d) for d in model_dirs], data, str(split_path), part="test",
+    compare_models([str(d) for d in model_dirs], data, str(split_path), part="test", on_error="skip",
                    out_dir=str(out / "compare"), n_boot=cfg.n_boot)
     print(f"[5/5] four-model comparison: {out / 'compare' / 'compare.html'}")
     return out

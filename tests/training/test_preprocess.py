@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import time
 from pathlib import Path
 
 import numpy as np
@@ -356,16 +355,12 @@ def test_preprocess_rejects_nan():
         preprocess(gray, PreprocessConfig())
 
 
-def test_speed_of_a_512px_jpeg(tmp_path):
+def test_512px_jpeg_to_model_input(tmp_path):
+    # Speed is measured by benchmarks/bench_data.py, not here.
     img = Image.fromarray((H.gradient(512, 400) * 255).astype(np.uint8), "L")
     img.save(tmp_path / "big.jpg", quality=90)
-    data, cfg = (tmp_path / "big.jpg").read_bytes(), PreprocessConfig()
-    load_image(data, cfg)
-    start = time.perf_counter()
-    for _ in range(20):
-        load_image(data, cfg)
-    rate = 20 / (time.perf_counter() - start)
-    assert rate > 50, f"{rate:.0f} img/s"  # target > 100; slack for a busy CI machine
+    out = load_image((tmp_path / "big.jpg").read_bytes(), PreprocessConfig())
+    assert out.shape == (224, 224, 3) and out.dtype == np.uint8 and out.max() > 200
 
 
 # ---------------------------------------------------------------------------------- real data

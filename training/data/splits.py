@@ -13,6 +13,12 @@ Run ``i`` tests on fold ``i``, validates on fold ``(i + 1) % k`` (only when
 ``parts[1] > 0``) and trains on the rest; see :func:`fold_parts`. The ``part`` column of
 a k-fold split is run 0's rotation, so a k-fold split file is also a usable plain split.
 
+Byte-identical files are kept together as well: public collections hold the same image
+under two names and two patient ids (ieee8023 has such a pair; Kermany has duplicate groups).
+:func:`content_groups` links every patient that shares an identical file (sha1 of the bytes)
+into one *split group*, and the folds are cut over those groups, so identical content can
+never sit in two parts. :func:`check_content_disjoint` verifies it for any split.
+
 Split files are CSV with columns ``path, patient, part, stratum[, fold]``. Loading a split
 against a dataset whose every row is in the file but which lacks some rows of the file
 (e.g. the same data loaded with a view filter) is allowed with a warning: a subset of a
@@ -21,20 +27,27 @@ patient-disjoint split is still patient-disjoint.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
 from training.data.dataset import CXRDataset
 from training.data.tasks import Task
 from training.errors import DataError, SplitError
+
+log = logging.getLogger(__name__)
 
 PARTS: tuple[str, ...] = ("train", "val", "test")
 COLUMNS: tuple[str, ...] = ("path", "patient", "part", "stratum")
@@ -83,6 +96,55 @@ def _merge_rare(strata: np.ndarray, patients: np.ndarray, k: int) -> np.ndarray:
     return merged
 
 
+# --------------------------------------------------------------------------- content
+def _sha1(path: str) -> str | None:
+    """sha1 of a file's bytes; None when it cannot be read (it then keeps its own group)."""
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha1").hexdigest()
+    except OSError:
+        return None
+
+
+def file_digests(paths: Sequence[str], workers: int | None = None) -> list[str | None]:
+    """sha1 of every file's bytes (None where unreadable); threads, since this is I/O bound."""
+    with ThreadPoolExecutor(max_workers=workers or min(16, 4 * (os.cpu_count() or 1))) as pool:
+        return list(pool.map(_sha1, [str(p) for p in paths]))
+
+
+def content_groups(patients: Sequence[str], digests: Sequence[str | None]) -> tuple[np.ndarray, int]:
+    """Split group per row: patients that share a byte-identical file are linked into one group.
+
+    The groups are the connected components of the patient--file-content graph (a union-find,
+    done by scipy), named by their smallest patient id. Rows without a digest (unreadable file)
+    link nothing. Returns ``(group per row, number of patients whose group holds another
+    patient too)``.
+    """
+    codes, uniques = pd.factorize(pd.Series(list(patients), dtype=object))
+    dig = pd.Series(list(digests), dtype=object)
+    known = dig.notna().to_numpy()
+    dcodes, dvals = pd.factorize(dig[known])
+    n_p, n = len(uniques), len(uniques) + len(dvals)
+    edges = coo_matrix((np.ones(known.sum()), (codes[known], n_p + dcodes)), shape=(n, n))
+    comp = connected_components(edges, directed=False)[1][:n_p]
+    names = pd.Series(uniques, dtype=object).groupby(comp).transform("min").to_numpy()
+    sizes = np.bincount(comp)
+    return names[codes].astype(object), int((sizes[comp] > 1).sum())
+
+
+def _split_groups(patients: np.ndarray, paths: np.ndarray, by_content: bool) -> tuple[np.ndarray, list]:
+    """Groups for the folds (patients, linked by identical content) and the file digests."""
+    if not by_content:
+        return patients, [None] * len(paths)
+    digests = file_digests(paths)
+    groups, merged = content_groups(patients, digests)
+    if merged:
+        per_group = pd.Series(patients).groupby(groups).nunique()
+        log.info("split: %d patients share byte-identical image files with another patient; "
+                 "linked into %d groups that stay in one part", merged, int((per_group > 1).sum()))
+    return groups, digests
+
+
 # --------------------------------------------------------------------------- making
 def _fold_counts(parts: tuple[float, float, float]) -> tuple[int, list[int]]:
     """``k`` and the number of folds per part such that ``parts ≈ counts / k``."""
@@ -124,11 +186,12 @@ def _patients(ds: CXRDataset) -> np.ndarray:
 
 
 def _assign_folds(strata: np.ndarray, patients: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Fold index per row, from ``StratifiedGroupKFold`` over patients."""
+    """Fold index per row, from ``StratifiedGroupKFold`` over groups (``patients``)."""
     n_patients = len(set(patients))
     if n_patients < k:
         raise SplitError(
-            f"only {n_patients} patients: cannot cut {k} patient-level folds. "
+            f"only {n_patients} patients (or groups of patients sharing identical images): "
+            f"cannot cut {k} patient-level folds. "
             "What to do: use fewer folds or coarser parts, or add data."
         )
     y = _merge_rare(strata, patients, k)
@@ -160,29 +223,34 @@ def make_split(
     parts: tuple[float, float, float] = (0.7, 0.1, 0.2),
     seed: int = 0,
     folds: int | None = None,
+    by_content: bool = True,
 ) -> pd.DataFrame:
     """A patient-level split of ``ds`` stratified by ``task``; one row per ds row, same order.
 
     Columns ``path, patient, part, stratum`` (+ ``fold`` when ``folds`` is given: see the
     module docstring). A part of 0 is allowed (e.g. ``(0.8, 0.0, 0.2)``). Same ``seed``,
-    same split.
+    same split. ``by_content``: keep patients that share a byte-identical file together
+    (module docstring); off only for data known to be free of duplicates.
     """
     patients = _patients(ds)
     strata = row_strata(ds, task)
     paths = ds.meta["path"].astype(str).to_numpy(dtype=object, copy=True)  # never a view of ds.meta
+    groups, digests = _split_groups(patients, paths, by_content)
     df = pd.DataFrame({"path": paths, "patient": patients, "part": "train", "stratum": strata})
     if folds is not None:
         if folds < 2:
             raise SplitError(f"folds must be >= 2, got {folds}")
         _fold_counts(parts)  # validates parts (only whether val is used matters here)
-        df["fold"] = _assign_folds(strata, patients, folds, seed)
-        return fold_parts(df, 0, val=parts[1] > 0)
-    k, counts = _fold_counts(parts)
-    fold = _assign_folds(strata, patients, k, seed)
-    bounds = np.cumsum([counts[2], counts[1]])  # folds [0, n_test) → test, then val
-    df.loc[fold < bounds[0], "part"] = "test"
-    df.loc[(fold >= bounds[0]) & (fold < bounds[1]), "part"] = "val"
+        df["fold"] = _assign_folds(strata, groups, folds, seed)
+        df = fold_parts(df, 0, val=parts[1] > 0)
+    else:
+        k, counts = _fold_counts(parts)
+        fold = _assign_folds(strata, groups, k, seed)
+        bounds = np.cumsum([counts[2], counts[1]])  # folds [0, n_test) → test, then val
+        df.loc[fold < bounds[0], "part"] = "test"
+        df.loc[(fold >= bounds[0]) & (fold < bounds[1]), "part"] = "val"
     check_patient_disjoint(df)
+    check_content_disjoint(df, digests=digests)
     return df
 
 
@@ -199,6 +267,39 @@ def check_patient_disjoint(df: pd.DataFrame) -> None:
                 f"{len(bad)} patients appear in more than one {col} (e.g. {bad[:_SHOW]}): "
                 f"their images would leak between training and evaluation. What to do: {_RESPLIT_HINT}."
             )
+
+
+def check_content_disjoint(df: pd.DataFrame, ds: CXRDataset | None = None,
+                           digests: Sequence[str | None] | None = None,
+                           on_leak: Literal["raise", "warn"] = "raise") -> int:
+    """Raise (or warn) when byte-identical files sit in two parts (or two folds).
+
+    ``digests`` (sha1 per row of ``df``) are computed from the files when not given; rows
+    whose file cannot be read are not compared. Returns the number of leaking contents.
+    """
+    if on_leak not in ("raise", "warn"):
+        raise ValueError(f"on_leak must be 'raise' or 'warn', got {on_leak!r}")
+    digests = file_digests(df["path"].astype(str).tolist()) if digests is None else list(digests)
+    frame = df.assign(_digest=digests).dropna(subset=["_digest"])
+    name = f" of {ds.name!r}" if ds is not None else ""
+    for col in ("part", "fold"):
+        if col not in frame.columns:
+            continue
+        n = frame.groupby("_digest")[col].nunique()
+        bad = n.index[n > 1]
+        if len(bad) == 0:
+            continue
+        rows = frame[frame["_digest"].isin(bad[:_SHOW])]
+        examples = [" = ".join(f"{p} [{v}]" for p, v in zip(g["path"], g[col]))
+                    for _, g in rows.groupby("_digest")]
+        msg = (f"{len(bad)} byte-identical images{name} sit in more than one {col} (e.g. "
+               f"{examples[:3]}): the same image would be trained on and tested on. "
+               f"What to do: {_RESPLIT_HINT} (make_split keeps identical files together).")
+        if on_leak == "raise":
+            raise SplitError(msg)
+        warnings.warn(msg, stacklevel=2)
+        return len(bad)
+    return 0
 
 
 # --------------------------------------------------------------------------- files
@@ -245,12 +346,15 @@ def _read_split(path: Path) -> pd.DataFrame:
     return df
 
 
-def load_split(path: str | Path, ds: CXRDataset) -> pd.DataFrame:
+def load_split(path: str | Path, ds: CXRDataset,
+               content: Literal["warn", "raise", "off"] = "warn") -> pd.DataFrame:
     """The split at ``path`` aligned to ``ds`` rows (same order, matched by ``path``).
 
     Raises :class:`SplitError` when patients overlap parts, when rows of ``ds`` are not in
     the split, or when a path's patient id differs from the dataset's. Split rows that
-    ``ds`` lacks are ignored with a warning (see the module docstring).
+    ``ds`` lacks are ignored with a warning (see the module docstring). ``content``: what to
+    do when byte-identical files sit in two parts (splits made before content grouping may
+    have them): warn (default), raise, or skip the check (it reads every file once).
     """
     path = Path(path)
     df = _read_split(path)
@@ -277,6 +381,8 @@ def load_split(path: str | Path, ds: CXRDataset) -> pd.DataFrame:
             f"{path}: {differ.sum()} images have another patient id in the split than in "
             f"{ds.name!r} (e.g. {ex}); patient-disjointness cannot be trusted. What to do: {_RESPLIT_HINT}."
         )
+    if content != "off":
+        check_content_disjoint(out, ds, on_leak=content)
     return out
 
 

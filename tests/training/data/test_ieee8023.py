@@ -1,5 +1,4 @@
 """The ieee8023 loader on generated fixtures and on the shared data when present."""
-import time
 from pathlib import Path
 
 import numpy as np
@@ -154,9 +153,7 @@ needs_shared = pytest.mark.skipif(not (SHARED / "metadata.csv").is_file(),
 
 @needs_shared
 def test_shared_counts_match_independent_pandas():
-    start = time.perf_counter()
     ds = load_ieee8023(SHARED, on_error="skip")
-    assert time.perf_counter() - start < 1.0
     raw = pd.read_csv(SHARED / "metadata.csv")
     # known facts of this copy of the collection
     assert (raw["finding"] == "todo").sum() == 78

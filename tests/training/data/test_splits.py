@@ -321,3 +321,141 @@ def test_real_ieee8023_plus_kermany_3class_split_is_stratified():
     assert (_parts_of_patients(df) == 1).all() and len(df) == len(d)
     assert (df["stratum"] == "unlabelled").any()  # e.g. ieee8023 "todo" rows, kept
     _assert_stratified(df, tol=0.03)
+
+
+# --------------------------------------------------------------------------- identical content
+def _with_files(d: CXRDataset, root: Path) -> CXRDataset:
+    """``d`` with every path a real (tiny, distinct) file under ``root``."""
+    d = d.subset(np.arange(len(d)))
+    paths = []
+    for i in range(len(d)):
+        p = root / f"img{i}.png"
+        p.write_bytes(f"distinct image {i}".encode())
+        paths.append(str(p))
+    d.meta["path"] = paths
+    return d
+
+
+def _copy_bytes(d: CXRDataset, src_row: int, dst_row: int) -> None:
+    Path(d.meta.loc[dst_row, "path"]).write_bytes(Path(d.meta.loc[src_row, "path"]).read_bytes())
+
+
+@pytest.fixture()
+def dup_ds(tmp_path) -> CXRDataset:
+    """300 rows on disk; three patients chained by identical files (A=B by one file, B=C by another)."""
+    d = _with_files(synthetic_dataset(300, seed=11), tmp_path)
+    first = d.meta.groupby("patient").head(1)  # one row per patient, in order
+    a, b, c = first.index[[3, 40, 77]]
+    _copy_bytes(d, a, b)
+    b2 = d.meta.index[(d.meta["patient"] == d.meta.loc[b, "patient"])]
+    c_rows = d.meta.index[d.meta["patient"] == d.meta.loc[c, "patient"]]
+    if len(b2) > 1:
+        _copy_bytes(d, b2[1], c_rows[0])
+    else:  # b has one image: chain through it again
+        _copy_bytes(d, a, c_rows[0])
+    return d
+
+
+def _chained(d: CXRDataset) -> list[str]:
+    from training.data.splits import file_digests
+
+    dig = pd.Series(file_digests(d.meta["path"].tolist()))
+    dup = dig.duplicated(keep=False).to_numpy()
+    return sorted(set(d.meta.loc[dup, "patient"]))
+
+
+def test_content_groups_links_patients_transitively():
+    from training.data.splits import content_groups
+
+    patients = ["p1", "p2", "p3", "p4", "p4", "p5"]
+    digests = ["x", "x", "y", "y", "z", None]  # p1=p2 by x; p3=p4 by y; p5 unreadable
+    groups, merged = content_groups(patients, digests)
+    assert groups.tolist() == ["p1", "p1", "p3", "p3", "p3", "p5"]
+    assert merged == 4
+    chain, merged = content_groups(["a", "b", "b", "c"], ["1", "1", "2", "2"])
+    assert set(chain) == {"a"} and merged == 3
+    alone, merged = content_groups(["a", "b"], [None, None])  # missing files: own groups
+    assert alone.tolist() == ["a", "b"] and merged == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_identical_images_of_different_patients_land_in_one_part(dup_ds, seed, caplog):
+    linked = _chained(dup_ds)
+    assert len(linked) == 3
+    with caplog.at_level("INFO", logger="training.data.splits"):
+        df = make_split(dup_ds, get_task("3class"), seed=seed)
+    assert df.loc[df["patient"].isin(linked), "part"].nunique() == 1
+    assert "3 patients share byte-identical image files" in caplog.text
+    assert (_parts_of_patients(df) == 1).all()
+    assert list(df.columns) == ["path", "patient", "part", "stratum"]  # file format unchanged
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_identical_images_share_one_fold(dup_ds, seed):
+    df = make_split(dup_ds, get_task("covid"), folds=5, seed=seed)
+    assert df.loc[df["patient"].isin(_chained(dup_ds)), "fold"].nunique() == 1
+
+
+def _leaky_split(d: CXRDataset, task: str) -> pd.DataFrame:
+    """The first split by patient only (no content grouping) that separates the linked patients."""
+    linked = _chained(d)
+    for seed in range(30):
+        df = make_split(d, get_task(task), seed=seed, by_content=False)
+        if df.loc[df["patient"].isin(linked), "part"].nunique() > 1:
+            return df
+    raise AssertionError("some seed should separate the three unlinked patients")
+
+
+def test_without_content_grouping_the_leak_is_caught(dup_ds):
+    from training.data.splits import check_content_disjoint
+
+    df = _leaky_split(dup_ds, "3class")
+    with pytest.raises(SplitError, match=r"byte-identical images of 'synthetic' sit in more than one part"):
+        check_content_disjoint(df, dup_ds)
+    with pytest.warns(UserWarning, match="byte-identical"):
+        assert check_content_disjoint(df, on_leak="warn") >= 1
+
+
+def test_load_split_warns_or_raises_on_identical_content_across_parts(dup_ds, tmp_path):
+    path = save_split(_leaky_split(dup_ds, "covid"), tmp_path / "old.csv")
+    with pytest.warns(UserWarning, match="byte-identical"):
+        load_split(path, dup_ds)
+    with pytest.raises(SplitError, match="byte-identical"):
+        load_split(path, dup_ds, content="raise")
+    load_split(path, dup_ds, content="off")  # no check, no warning
+    good = save_split(make_split(dup_ds, get_task("covid")), tmp_path / "good.csv")
+    import warnings as _w
+    with _w.catch_warnings():
+        _w.simplefilter("error")
+        load_split(good, dup_ds, content="raise")
+
+
+def test_content_hashing_of_5000_files_is_fast(tmp_path):
+    import time
+
+    from training.data.splits import file_digests
+
+    paths, blob = [], np.random.default_rng(0).bytes(8000)  # ~ a small JPEG each
+    for i in range(5000):
+        p = tmp_path / f"{i}.jpeg"
+        p.write_bytes(i.to_bytes(4, "little") + blob)
+        paths.append(str(p))
+    digests = file_digests(paths + [str(tmp_path / "missing.png")])
+    assert digests[-1] is None and len(set(digests[:-1])) == 5000
+
+
+@pytest.mark.realdata
+def test_real_ieee8023_plus_kermany_has_no_identical_content_across_parts():
+    from training.data.splits import check_content_disjoint, file_digests
+
+    paths = [SHARED / "ieee8023-covid-chestxray", SHARED / "kermany-pneumonia"]
+    if not all(p.is_dir() for p in paths):
+        pytest.skip("shared data absent")
+    d = _loader().load_datasets(paths, on_error="skip", views=None)  # every view: the jumbo pair too
+    digests = file_digests(d.meta["path"].tolist())
+    assert pd.Series(digests).dropna().duplicated().sum() > 10  # the data do hold duplicates
+    for seed in (0, 1):
+        df = make_split(d, get_task("3class"), seed=seed)
+        assert check_content_disjoint(df, d, digests=digests) == 0
+        by_digest = df.assign(d=digests).dropna(subset=["d"]).groupby("d")["part"].nunique()
+        assert (by_digest == 1).all()

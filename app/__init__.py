@@ -1,0 +1,57 @@
+"""cxrlab web app: upload a chest X-ray, compare every trained model side by side.
+
+A research tool, not a diagnostic device. Start with ``gunicorn -c gunicorn.conf.py wsgi:app``
+(or ``flask --app app run`` for development); settings come from ``CXRLAB_*`` variables.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from app import config as app_config
+
+DISCLAIMER_DETAIL = ("The outputs are not validated for clinical use and must not guide "
+                     "diagnosis or treatment.")
+DISCLAIMER = f"Research tool, not a diagnostic device. {DISCLAIMER_DETAIL}"
+
+csrf = CSRFProtect()
+log = logging.getLogger(__name__)
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """The application factory: settings from the environment, overridden by ``config``.
+
+    ``config["MODEL_BANK"]`` may hold an already loaded :class:`ModelBank` (tests);
+    otherwise every model of ``MODELS_DIR`` is loaded now, once.
+    """
+    from app import api, errors, security, views
+    from app.forms import make_upload_form
+    from app.limiter import InflightLimiter
+    from app.model_bank import ModelBank
+    from app.uploads import InMemoryRequest
+
+    app = Flask(__name__, template_folder="../templates", static_folder="../static")
+    app.request_class = InMemoryRequest
+    app.config.update(app_config.from_env())
+    app.config.update(config or {})
+    bank = app.config.get("MODEL_BANK") or ModelBank.from_dir(
+        app.config["MODELS_DIR"], device=app.config["DEVICE"], warmup=app.config["WARMUP"])
+    if not len(bank):
+        log.warning("no models loaded from %s: train some with `make demo` or "
+                    "`python -m training train-all`", app.config["MODELS_DIR"])
+    app.extensions["cxrlab"] = {
+        "bank": bank,
+        "limiter": InflightLimiter(int(app.config["MAX_INFLIGHT"])),
+        "form": make_upload_form([o for m in bank for o in m.outputs], bank.metadata_features),
+    }
+    csrf.init_app(app)
+    csrf.exempt(api.bp)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(api.bp)
+    errors.init_app(app)
+    security.init_app(app)
+    app.jinja_env.globals["disclaimer_detail"] = DISCLAIMER_DETAIL
+    return app

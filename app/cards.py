@@ -1,0 +1,93 @@
+"""Short, display-ready views of model cards (for the pages and the API)."""
+from __future__ import annotations
+
+from typing import Any
+
+from app.metrics_view import summary_json, test_summary
+
+#: Card keys too bulky or too internal for the API's model list.
+BULKY_KEYS = ("training",)
+#: Lists longer than this (curves, per-sample values) are left out of the API.
+MAX_LIST = 50
+_CI_KEYS = (("ci_low", "ci_high"), ("low", "high"), ("lower", "upper"))
+
+
+def _total(counts: Any) -> Any:
+    """``{"Normal": 3, "Pneumonia": 5}`` -> 8; a number stays as it is."""
+    if isinstance(counts, dict):
+        return sum(v for v in counts.values() if isinstance(v, (int, float)))
+    return counts
+
+
+def format_metric(value: Any) -> str:
+    """A number, or ``{"value"|"estimate", ci}`` as "0.910 (95% CI 0.880–0.940)"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+    if isinstance(value, dict):
+        point = next((value[k] for k in ("value", "estimate", "point", "mean") if k in value), None)
+        ci = value.get("ci")
+        if ci is None:
+            ci = next(([value[a], value[b]] for a, b in _CI_KEYS if a in value and b in value), None)
+        if isinstance(point, (int, float)):
+            text = f"{point:.3f}"
+            if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
+                level = value.get("level", 0.95)
+                text += f" ({level:.0%} CI {ci[0]:.3f}–{ci[1]:.3f})"
+            return text
+    return str(value)
+
+
+def metric_rows(metrics: Any, prefix: str = "", limit: int = 40) -> list[tuple[str, str]]:
+    """Flatten nested metrics into (name, formatted value) rows, lists left out."""
+    rows: list[tuple[str, str]] = []
+    if not isinstance(metrics, dict):
+        return rows
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and format_metric(value) == str(value):
+            rows.extend(metric_rows(value, name + " · ", limit))
+        elif not isinstance(value, (list, tuple)):
+            rows.append((name, format_metric(value)))
+    return rows[:limit]
+
+
+def short_card(card: dict[str, Any]) -> dict[str, Any]:
+    """What a clinician needs beside a prediction: data, split, test metrics or their absence."""
+    data, split = card.get("data") or {}, card.get("split") or {}
+    test = (card.get("metrics") or {}).get("test") or {}
+    summary = test_summary(card)
+    sha = split.get("sha256") or ""
+    return {
+        "name": card.get("name"),
+        "architecture": card.get("architecture"),
+        "task": card.get("task"),
+        "kind": card.get("kind"),
+        "input_size": card.get("input_size"),
+        "outputs": list(card.get("outputs") or []),
+        "data_sources": list(data.get("sources") or []),
+        "data_counts": {part: _total(c) for part, c in (data.get("counts") or {}).items()},
+        "split_file": split.get("file"),
+        "split_sha256_prefix": sha[:12] or None,
+        "split_counts": split.get("counts") or {},
+        "test_set": card.get("test_set"),
+        "evaluated": bool(test) and card.get("test_set") is not None,
+        # evaluate's structure as {output: {metric: {value, low, high}}}; else a flat fallback
+        "test": summary_json(summary),
+        "test_metrics": {} if summary else dict(metric_rows(test)),
+        "threshold_method": card.get("threshold_method"),
+        "created": card.get("created"),
+    }
+
+
+def _trim(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _trim(v) for k, v in value.items()
+                if not (isinstance(v, (list, tuple)) and len(v) > MAX_LIST)}
+    if isinstance(value, list):
+        return [_trim(v) for v in value]
+    return value
+
+
+def public_card(card: dict[str, Any]) -> dict[str, Any]:
+    """The card without its resolved training config and long arrays."""
+    return _trim({k: v for k, v in card.items() if k not in BULKY_KEYS})

@@ -1,0 +1,142 @@
+"""Display-ready test metrics with 95 % CIs, read from the structures the evaluation writes.
+
+``training.evaluation.evaluate`` stores in ``card["metrics"]["test"]``::
+
+    {"test_set", "split", "part", "n_images", "n_patients", "thresholds": {"method", ...},
+     "overlap": {...}, "metrics": {"kind", "outputs", "per_output": {name: {"n_pos", "n_neg",
+     "threshold", metric: {"value", "low", "high", "n_used"}}}, "macro": {metric: {...}}, ...}}
+
+Anything else (a hand-edited card) is not guessed at: :func:`test_summary` returns None and
+the pages fall back to a flat list.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+#: (key in the evaluation's metric dicts, column label), in display order.
+METRICS: tuple[tuple[str, str], ...] = (
+    ("roc_auc", "AUC"), ("recall", "Sensitivity"), ("specificity", "Specificity"),
+    ("precision", "PPV"), ("f1", "F1"))
+CI_LEVEL = "95% CI"
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate and its CI; None where undefined (e.g. AUC with one class present)."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+
+    @classmethod
+    def of(cls, raw: Any) -> "Estimate":
+        """From ``{"value", "low", "high"}``, a bare number, or anything else (n/a)."""
+        if isinstance(raw, dict):
+            return cls(_number(raw.get("value")), _number(raw.get("low")), _number(raw.get("high")))
+        return cls(_number(raw))
+
+    @property
+    def text(self) -> str:
+        return "n/a" if self.value is None else f"{self.value:.3f}"
+
+    @property
+    def ci(self) -> str:
+        """"0.850–0.950", or "" when the bootstrap gave no interval."""
+        if self.low is None or self.high is None:
+            return ""
+        return f"{self.low:.3f}–{self.high:.3f}"
+
+    def __str__(self) -> str:
+        return f"{self.text} ({CI_LEVEL} {self.ci})" if self.ci and self.value is not None else self.text
+
+
+@dataclass
+class OutputRow:
+    """One output (class) of a model: its metrics in :data:`METRICS` order."""
+
+    name: str
+    cells: list[Estimate]
+    n_pos: int | None = None
+    n_neg: int | None = None
+    threshold: float | None = None
+
+
+@dataclass
+class TestSummary:
+    """How and on what a model was tested, and its per-output metrics with CIs."""
+
+    test_set: str | None
+    part: str | None
+    split: str | None
+    n_images: int | None
+    n_patients: int | None
+    threshold_method: str | None
+    outputs: list[OutputRow]
+    macro: list[Estimate]
+    extra: list[tuple[str, Estimate]] = field(default_factory=list)   # accuracy etc. (single-label)
+    overlap_warning: str | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return [label for _, label in METRICS]
+
+
+def metric_cells(section: dict[str, Any]) -> list[Estimate]:
+    """The :data:`METRICS` of one per-output (or macro) dict, in display order."""
+    return [Estimate.of(section.get(key)) for key, _ in METRICS]
+
+
+def _overlap_warning(overlap: Any, n_images: Any) -> str | None:
+    if not isinstance(overlap, dict):
+        return None
+    if overlap.get("checked") is False:
+        return "The test images could not be checked against the training images."
+    if overlap.get("n_images"):
+        return (f"{overlap['n_images']} of {n_images} test images were used in training or "
+                "validation: these results are optimistic.")
+    return None
+
+
+def test_summary(card: dict[str, Any]) -> TestSummary | None:
+    """The card's test evaluation in display form; None if absent or not evaluate's structure."""
+    test = (card.get("metrics") or {}).get("test")
+    if not isinstance(test, dict) or not isinstance(test.get("metrics"), dict):
+        return None
+    metrics = test["metrics"]
+    per_output = metrics.get("per_output")
+    if not isinstance(per_output, dict) or not per_output:
+        return None
+    order = [o for o in metrics.get("outputs") or card.get("outputs") or [] if o in per_output]
+    rows = [OutputRow(name, metric_cells(d), d.get("n_pos"), d.get("n_neg"), _number(d.get("threshold")))
+            for name in order or list(per_output) for d in [per_output[name]] if isinstance(d, dict)]
+    extra = [(label, Estimate.of(metrics[key])) for key, label in
+             (("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy")) if key in metrics]
+    thresholds = test.get("thresholds") if isinstance(test.get("thresholds"), dict) else {}
+    return TestSummary(
+        test_set=test.get("test_set") or card.get("test_set"), part=test.get("part"),
+        split=test.get("split"), n_images=test.get("n_images"), n_patients=test.get("n_patients"),
+        threshold_method=thresholds.get("method"), outputs=rows,
+        macro=metric_cells(metrics.get("macro") or {}), extra=extra,
+        overlap_warning=_overlap_warning(test.get("overlap"), test.get("n_images")))
+
+
+def summary_json(summary: TestSummary | None) -> dict[str, Any] | None:
+    """The summary as plain JSON for the API: ``{metric: {"value", "low", "high"}}`` per output."""
+    if summary is None:
+        return None
+
+    def cells(row: list[Estimate]) -> dict[str, Any]:
+        return {key: vars(e) for (key, _), e in zip(METRICS, row)}
+
+    return {"test_set": summary.test_set, "part": summary.part, "n_images": summary.n_images,
+            "n_patients": summary.n_patients, "threshold_method": summary.threshold_method,
+            "ci": CI_LEVEL, "per_output": {r.name: cells(r.cells) for r in summary.outputs},
+            "macro": cells(summary.macro), "overlap_warning": summary.overlap_warning}

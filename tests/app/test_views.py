@@ -1,0 +1,156 @@
+"""HTML pages: every upload format, friendly errors, cards, comparison, nothing stored."""
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from tests.app.conftest import upload
+from tests.helpers.images import write_dicom, write_image, write_not_image, write_truncated
+
+DISCLAIMER = "Research tool, not a diagnostic device"
+MAKERS = {
+    "png-gray": lambda p: write_image(p / "a.png", "L"),
+    "png-rgba": lambda p: write_image(p / "a.png", "RGBA"),
+    "jpeg": lambda p: write_image(p / "a.jpg", "RGB"),
+    "png-16bit": lambda p: write_image(p / "a.png", "I;16"),
+    "dicom": lambda p: write_dicom(p / "a.dcm", patient_name="Secret^Patient"),
+}
+
+
+def test_index_lists_models_and_notice(client, bank):
+    page = client.get("/").get_data(as_text=True)
+    assert DISCLAIMER in page and 'type="file"' in page
+    for m in bank:
+        assert m.name in page
+
+
+@pytest.mark.parametrize("kind", MAKERS)
+def test_upload_gives_one_column_per_model(client, bank, tmp_path, kind):
+    rv = upload(client, MAKERS[kind](tmp_path))
+    page = rv.get_data(as_text=True)
+    assert rv.status_code == 200, page
+    assert DISCLAIMER in page
+    for m in bank:
+        assert f'data-model="{m.name}"' in page
+        for output in m.outputs:
+            assert f"<th>{output}</th>" in page
+    assert page.count('<img src="data:image/png;base64,') == len(bank)
+    assert "Secret" not in page and "TEST-0001" not in page       # DICOM patient tags
+    assert rv.headers["Cache-Control"] == "no-store"
+
+
+def test_probabilities_and_threshold_marks_shown(client, bank, tmp_path):
+    page = upload(client, MAKERS["png-gray"](tmp_path)).get_data(as_text=True)
+    probs = re.findall(r'<td class="prob">([0-9.]+)</td>', page)
+    assert len(probs) == sum(len(m.outputs) for m in bank)
+    assert page.count('class="threshold"') == len(probs)
+    assert "not yet evaluated" in page and "abababababab" in page   # short card
+
+
+def test_selected_heatmap_class(client, tmp_path):
+    page = upload(client, MAKERS["png-gray"](tmp_path), heatmap_class="Pneumonia").get_data(as_text=True)
+    assert page.count("Grad-CAM: Pneumonia") == 2
+
+
+def test_oversized_upload_gives_friendly_413(make_app, tmp_path):
+    client = make_app(MAX_CONTENT_LENGTH=1024 * 1024).test_client()
+    rv = upload(client, data=b"\x89PNG" + os.urandom(2 * 1024 * 1024), name="big.png")
+    assert rv.status_code == 413
+    page = rv.get_data(as_text=True)
+    assert "1 MB limit" in page and DISCLAIMER in page
+
+
+@pytest.mark.parametrize("maker", [write_not_image, write_truncated])
+def test_undecodable_upload_gives_422_page(client, tmp_path, maker):
+    rv = upload(client, maker(tmp_path / "broken.png"))
+    assert rv.status_code == 422
+    page = rv.get_data(as_text=True)
+    assert "could not be read" in page and "broken.png" in page and "Traceback" not in page
+
+
+def test_unsupported_type_gives_415_page(client, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    rv = upload(client, path)
+    assert rv.status_code == 415
+    assert "PNG, JPG, JPEG, DCM, DICOM" in rv.get_data(as_text=True)
+
+
+def test_missing_csrf_token_gives_400(client, tmp_path):
+    rv = upload(client, MAKERS["png-gray"](tmp_path), token=False)
+    assert rv.status_code == 400
+    assert "security token" in rv.get_data(as_text=True)
+
+
+def test_missing_file_gives_400(client):
+    from tests.app.conftest import csrf_token
+
+    rv = client.post("/predict", data={"csrf_token": csrf_token(client)})
+    assert rv.status_code == 400 and "No file" in rv.get_data(as_text=True)
+
+
+def test_busy_page_is_503(make_app, tmp_path):
+    client = make_app(MAX_INFLIGHT=0).test_client()
+    rv = upload(client, MAKERS["png-gray"](tmp_path))
+    assert rv.status_code == 503 and "busy" in rv.get_data(as_text=True)
+    assert rv.headers["Retry-After"] == "5"
+
+
+def test_nothing_written_to_disk_during_a_request(make_app, models_dir, tmp_path, monkeypatch):
+    """A large upload (werkzeug would spool it) stays in memory; no file appears anywhere."""
+    import tempfile
+
+    client = make_app().test_client()
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    image = write_image(tmp_path / "in" / "big.png", "L", 900, 900, seed=1)
+    assert image.stat().st_size > 500 * 1024
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    # Only this process's temp files land here (parallel test workers share /tmp).
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    watched = [work, models_dir, tmp_path / "in", private_tmp]
+    before = {d: sorted(os.listdir(d)) for d in map(str, watched)}
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("an upload was written to a temporary file")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", forbidden)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", forbidden)
+    monkeypatch.setattr(tempfile, "SpooledTemporaryFile", forbidden)
+    rv = upload(client, image)
+    assert rv.status_code == 200, rv.get_data(as_text=True)[:500]
+    assert {d: sorted(os.listdir(d)) for d in map(str, watched)} == before
+
+
+def test_model_card_page(client, bank):
+    name = bank.models[0].name
+    page = client.get(f"/models/{name}").get_data(as_text=True)
+    assert f"Model card: {name}" in page and "not yet evaluated" in page and DISCLAIMER in page
+    assert client.get("/models/nope").status_code == 404
+
+
+def test_model_card_page_falls_back_for_unknown_metric_structure(make_app, bank, tmp_path):
+    from app.model_bank import ModelBank
+
+    m = bank.models[0]
+    card = {**m.card, "test_set": "external",
+            "metrics": {"test": {"auc": {"COVID-19": {"value": 0.91, "ci": [0.85, 0.95]}}}}}
+    other = ModelBank([type(m)(m.name, card, m.model, m.preprocess, m.infer, m.path)])
+    page = make_app(MODEL_BANK=other).test_client().get(f"/models/{m.name}").get_data(as_text=True)
+    assert "0.910 (95% CI 0.850–0.950)" in page and "external" in page
+
+
+def test_compare_page_explains_how_to_produce_the_report(client):
+    page = client.get("/compare").get_data(as_text=True)
+    assert "python -m training compare" in page
+
+
+def test_no_models_page_says_how_to_train(make_app):
+    from app.model_bank import ModelBank
+
+    page = make_app(MODEL_BANK=ModelBank([])).test_client().get("/").get_data(as_text=True)
+    assert "No models are loaded" in page and "make demo" in page and "train-all" in page

@@ -1,0 +1,49 @@
+"""Augmentation (no flips, shape/dtype kept, training only) and the warm-up cosine schedule."""
+import numpy as np
+import keras
+
+from training.engine.augment import build_augmentation, with_augmentation
+from training.engine.schedule import warmup_cosine
+
+
+def test_no_flip_layers():
+    aug = build_augmentation(None, seed=0)
+    assert not any(isinstance(l, keras.layers.RandomFlip) for l in aug.layers)
+    assert aug.name == "augmentation"
+
+
+def test_shape_dtype_and_training_only():
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype("float32")
+    aug = build_augmentation(None, seed=1)
+    y = keras.ops.convert_to_numpy(aug(x, training=True))
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert not np.allclose(y, x)
+    assert y.min() >= 0 and y.max() <= 255
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(aug(x, training=False)), x)
+
+
+def test_top_and_bottom_and_sides_are_never_swapped():
+    img = np.zeros((16, 32, 32, 3), "float32")
+    img[:, :16, :, :] = 200  # bright top
+    img[:, :, :10, :] += 40  # brighter left
+    y = keras.ops.convert_to_numpy(build_augmentation(None, seed=2)(img, training=True))
+    assert (y[:, :12].mean(axis=(1, 2, 3)) > y[:, 20:].mean(axis=(1, 2, 3))).all()
+    assert (y[:, :, :8].mean(axis=(1, 2, 3)) > y[:, :, 24:].mean(axis=(1, 2, 3))).all()
+
+
+def test_wrapper_shares_weights_and_accepts_uint8():
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inp)))
+    wrapper = with_augmentation(model, build_augmentation(None))
+    assert wrapper.get_layer(model.name) is model
+    out = wrapper.predict(np.zeros((2, 8, 8, 3), np.uint8), verbose=0)
+    assert out.shape == (2, 2)
+
+
+def test_warmup_then_cosine_to_zero():
+    s = warmup_cosine(1e-3, steps_per_epoch=10, epochs=5, warmup_epochs=1)
+    lr = np.array([float(s(i)) for i in range(0, 51, 5)])
+    assert lr[0] < lr[2] and abs(lr[2] - 1e-3) < 1e-9  # step 10 = end of warm-up
+    assert np.all(np.diff(lr[2:]) <= 0) and lr[-1] < 1e-6
+    no_warm = warmup_cosine(1e-3, 10, 5, warmup_epochs=0)
+    assert abs(float(no_warm(0)) - 1e-3) < 1e-9

@@ -1,0 +1,92 @@
+"""BestOnValidation (validation only, resumable, patience), EpochSync, feature cache."""
+import numpy as np
+import pytest
+import keras
+
+from training.engine import features as feats
+from training.engine.callbacks import BestOnValidation, EpochSync, build_callbacks, seed_generators
+
+
+def _tiny():
+    inp = keras.Input((3,))
+    x = keras.layers.Dropout(0.5, seed=1)(inp)
+    return keras.Model(inp, keras.layers.Dense(1)(x))
+
+
+def test_best_on_validation_refuses_other_metrics(tmp_path):
+    with pytest.raises(ValueError, match="validation"):
+        BestOnValidation(tmp_path / "s.json", tmp_path / "b.weights.h5", monitor="loss")
+
+
+def test_best_weights_patience_and_resume(tmp_path):
+    model = _tiny()
+    best = BestOnValidation(tmp_path / "s.json", tmp_path / "b.weights.h5", patience=2, target=model)
+    best.set_model(model)
+    model.stop_training = False  # set by fit() normally
+    kept = None
+    for epoch, val in enumerate([0.9, 0.5, 0.7]):
+        model.layers[-1].kernel.assign(np.full((3, 1), float(epoch), "float32"))
+        if epoch == 1:
+            kept = model.get_weights()
+        best.on_epoch_end(epoch, {"val_loss": val, "loss": 0.1})
+    assert best.best_epoch == 1 and not model.stop_training
+    # A new object (resumed run) reads the state back; epoch 3 exhausts the patience.
+    again = BestOnValidation(tmp_path / "s.json", tmp_path / "b.weights.h5", patience=2, target=model)
+    again.set_model(model)
+    again.on_epoch_end(3, {"val_loss": 0.6})
+    assert model.stop_training and again.best_epoch == 1
+    again.start_epoch = 4  # a new stage gets its own patience
+    assert not again.should_stop(4)
+    assert again.restore(model)
+    for a, b in zip(model.get_weights(), kept):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_epoch_sync_sets_epoch_and_resets_seeds():
+    model = _tiny()
+
+    class Holder:
+        epoch = -1
+
+    holder = Holder()
+    sync = EpochSync([holder], [model])
+    x = np.ones((4, 3), "float32")
+    sync.on_epoch_begin(2)
+    a = keras.ops.convert_to_numpy(model(x, training=True))
+    sync.on_epoch_begin(3)
+    b = keras.ops.convert_to_numpy(model(x, training=True))
+    sync.on_epoch_begin(2)
+    c = keras.ops.convert_to_numpy(model(x, training=True))
+    assert holder.epoch == 2 and len(seed_generators(model)) == 1
+    np.testing.assert_array_equal(a, c)
+    assert not np.array_equal(a, b)
+
+
+def test_callback_order_backup_last(tmp_path):
+    cbs = build_callbacks(tmp_path, tmp_path / "backup", [], [], 10, 3, None)
+    assert isinstance(cbs[-1], keras.callbacks.BackupAndRestore)
+    assert isinstance(cbs[0], EpochSync)
+
+
+@pytest.mark.parametrize("mode,augment,setting,expected", [
+    ("frozen", False, "auto", True), ("frozen", True, "auto", False), ("frozen", True, "on", True),
+    ("scratch", False, "auto", False), ("frozen", False, "off", False), ("finetune", False, "auto", True)])
+def test_decide(mode, augment, setting, expected):
+    use, why = feats.decide(mode, augment, setting)
+    assert use is expected and why
+
+
+def test_feature_cache_key_and_hit(tmp_path, monkeypatch):
+    images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    inp = keras.Input((8, 8, 3))
+    fm = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(keras.ops.cast(inp, "float32")))
+    key = feats.feature_key("vgg16", None, 8, "k1", images)
+    assert key != feats.feature_key("vgg16", None, 8, "k2", images)
+    assert key != feats.feature_key("vgg16", "imagenet", 8, "k1", images)
+    other = images.copy()
+    other[0, 0, 0, 0] ^= 1
+    assert key != feats.feature_key("vgg16", None, 8, "k1", other)
+    first = feats.cached_features(fm, images, key, tmp_path, batch_size=2)
+    np.testing.assert_allclose(first, images.reshape(5, -1, 3).mean(axis=1), rtol=1e-5)
+    monkeypatch.setattr(feats, "compute_features", lambda *a, **k: pytest.fail("recomputed"))
+    np.testing.assert_array_equal(feats.cached_features(fm, images, key, tmp_path), first)

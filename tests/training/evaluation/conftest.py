@@ -1,0 +1,106 @@
+"""Tiny data sets (Kermany-named PNG folders), a saved split and tiny saved models.
+
+The images carry a class signal that survives preprocessing (the share of bright pixels),
+and the tiny models read it through global average pooling, so metrics are meaningful.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SIZE = 16
+
+
+def write_cxr(path: Path, bright_share: float, seed: int) -> Path:
+    """A 32x32 grayscale PNG whose top ``bright_share`` of rows is bright (plus noise)."""
+    rng = np.random.default_rng(seed)
+    img = rng.random((32, 32)) * 60
+    img[: int(round(bright_share * 32))] += 150
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img.clip(0, 255).astype(np.uint8), "L").save(path)
+    return path
+
+
+def make_kermany(root: Path, n_patients: int = 24, seed: int = 0) -> Path:
+    """``root/NORMAL`` and ``root/PNEUMONIA`` with 1-3 images per patient (Kermany names)."""
+    rng = np.random.default_rng(seed)
+    k = 0
+    for i in range(n_patients):
+        sick = i % 2 == 1
+        share = rng.uniform(0.35, 0.75) if sick else rng.uniform(0.1, 0.5)  # overlapping classes
+        for j in range(1 + i % 3):
+            k += 1
+            s = float(np.clip(share + rng.normal(0, 0.05), 0.05, 0.95))
+            name = (f"PNEUMONIA/person{i}_bacteria_{k}.png" if sick
+                    else f"NORMAL/IM-{i:04d}-{j + 1:04d}.png")
+            write_cxr(root / name, s, seed * 1000 + k)
+    return root
+
+
+def tiny_model(kind: str, n_out: int = 2, gain: float = 4.0):
+    """Input uint8 (16,16,3) -> mean brightness -> Dense: scores rise with the bright share."""
+    import keras
+
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    act = "softmax" if kind == "single" else "sigmoid"
+    dense = keras.layers.Dense(n_out, activation=act, name="head")
+    out = dense(x)
+    w = np.zeros((3, n_out), np.float32)
+    w[:, -1], w[:, 0] = gain, -gain  # last output = "sick", first = "normal"
+    b = np.zeros(n_out, np.float32)
+    b[-1], b[0] = -1.25 * gain, 1.25 * gain
+    dense.set_weights([w, b])
+    return keras.Model(inp, out)
+
+
+def save_tiny(root: Path, name: str, kind: str, outputs: list[str], task: str, split: Path,
+              sources: list[str], data: list[str] | None = None, arch: str = "tiny",
+              gain: float = 4.0) -> Path:
+    from training.data.splits import split_hash
+    from training.models.card import save_model
+
+    card = {
+        "name": name, "architecture": arch, "task": task, "kind": kind, "outputs": outputs,
+        "input_size": SIZE,
+        "preprocessing": {"size": SIZE, "clip_percentile": 0.5, "resize": "pad", "clahe": False,
+                          "clahe_clip": 0.01, "channels": 3},
+        "gradcam_layer": "gap", "transfer": {"mode": "scratch", "weights": None},
+        "training": {"data": data or [], "seconds_per_epoch": 1.5},
+        "split": {"file": str(split), "sha256": split_hash(split)},
+        "data": {"sources": sources},
+        "thresholds": {o: 0.5 for o in outputs}, "threshold_method": "youden on validation",
+        "metrics": {"validation": {}, "test": {}}, "test_set": None,
+    }
+    return save_model(tiny_model(kind, len(outputs), gain), card, root / name)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """Kermany-like data, its split, a single-label and a multilabel model, external data."""
+    from training.data.formats import load_datasets
+    from training.data.splits import make_split, save_split
+    from training.data.tasks import get_task
+
+    root = tmp_path_factory.mktemp("eval")
+    data = make_kermany(root / "kermany", 30)
+    ds = load_datasets([str(data)])
+    split = save_split(make_split(ds, get_task("pneumonia"), parts=(0.5, 0.25, 0.25), seed=0),
+                       root / "split.csv")
+    models = root / "models"
+    single = save_tiny(models, "single", "single", ["Normal", "Pneumonia"], "pneumonia", split,
+                       ["kermany"], [str(data)])
+    multi = save_tiny(models, "multi", "multilabel", ["No Finding", "Pneumonia"], "multilabel",
+                      split, ["kermany"], [str(data)], arch="tiny2")
+    external = root / "hospitalx"
+    rng = np.random.default_rng(7)
+    for i in range(12):
+        sick = i % 2 == 1
+        share = rng.uniform(0.4, 0.8) if sick else rng.uniform(0.1, 0.45)
+        write_cxr(external / ("PNEUMONIA" if sick else "NORMAL") / f"case{i}.png", share, 500 + i)
+    return {"root": root, "data": str(data), "split": split, "single": single, "multi": multi,
+            "external": str(external), "ds": ds}

@@ -1,0 +1,74 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from training.errors import SplitError
+from training.evaluation import plots
+from training.evaluation.compare import compare_models
+
+from .conftest import save_tiny
+
+
+def test_compare_two_models(world, tmp_path):
+    worse = save_tiny(tmp_path / "models", "inverted", "single", ["Normal", "Pneumonia"], "pneumonia",
+                      world["split"], ["kermany"], [world["data"]], gain=-2.0)
+    df = compare_models([world["single"], worse], [world["data"]], str(world["split"]),
+                        out_dir=tmp_path / "cmp", n_boot=100)
+    assert list(df["model"]) == ["single", "inverted"]
+    for col in ("architecture", "mode", "params_total", "params_trainable", "seconds_per_epoch",
+                "latency_ms", "Pneumonia: recall", "Pneumonia: recall low", "Normal: specificity high",
+                "macro: roc_auc", "macro AUC p-value vs best"):
+        assert col in df, col
+    assert (df["latency_ms"] > 0).all() and (df["seconds_per_epoch"] == 1.5).all()
+    assert df.loc[0, "macro: roc_auc"] > df.loc[1, "macro: roc_auc"]
+    assert np.isnan(df.loc[0, "macro AUC diff vs best"]) and df.loc[1, "macro AUC diff vs best"] > 0
+    data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert data["best"] == "single" and set(data["paired"]) == {"inverted"}
+    html = (tmp_path / "cmp" / "compare.html").read_text()
+    assert f"{data['paired']['inverted']['diff']:.4f}" in html and "Research tool" in html
+    for f in data["figures"]:
+        assert (tmp_path / "cmp" / f).read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "cmp" / "compare.csv").is_file()
+
+
+def test_compare_refuses_different_splits(world, tmp_path):
+    other = tmp_path / "split_b.csv"
+    shutil.copy(world["split"], other)
+    with open(other, "a") as f:
+        f.write("\n")
+    b = save_tiny(tmp_path / "models", "b", "single", ["Normal", "Pneumonia"], "pneumonia", other,
+                  ["kermany"], [world["data"]])
+    with pytest.raises(SplitError, match="different splits"):
+        compare_models([world["single"], b], [world["data"]], str(world["split"]),
+                       out_dir=tmp_path / "cmp", n_boot=50)
+
+
+@pytest.fixture
+def arrays():
+    rng = np.random.default_rng(0)
+    Y = (rng.random((80, 2)) < 0.5).astype(float)
+    P = np.clip(0.4 * Y + 0.6 * rng.random((80, 2)), 0, 1)
+    return Y, P
+
+
+@pytest.mark.parametrize("name", ["roc", "pr", "overlay", "reliability", "confusion"])
+def test_plots_write_png(arrays, tmp_path, name):
+    from training.evaluation.calibration import calibration_report
+
+    Y, P = arrays
+    calls = {
+        "roc": lambda p: plots.plot_roc(Y, P, ["a", "b"], p),
+        "pr": lambda p: plots.plot_pr(Y, P, ["a", "b"], p),
+        "overlay": lambda p: plots.plot_roc_overlay({"m1": (Y[:, 0], P[:, 0]), "m2": (Y[:, 0], P[:, 1])}, p),
+        "reliability": lambda p: plots.plot_reliability(calibration_report(Y, P, ["a", "b"]), p),
+        "confusion": lambda p: plots.plot_confusion([[5, 1], [2, 7]], ["neg", "pos"], p),
+    }
+    path = calls[name](tmp_path / "fig" / f"{name}.png")
+    assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 1000
+
+
+def test_plot_with_one_class_does_not_crash(tmp_path):
+    path = plots.plot_roc(np.ones((5, 1)), np.linspace(0, 1, 5)[:, None], ["a"], tmp_path / "r.png")
+    assert path.is_file()

@@ -1,0 +1,90 @@
+"""Grad-CAM heatmaps, overlays and PNG data URIs."""
+from __future__ import annotations
+
+import base64
+import io
+
+import keras
+import numpy as np
+import pytest
+
+from training.explain import gradcam, overlay, png_data_uri
+
+SIZE = 24
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((SIZE, SIZE, 3))
+    y = keras.layers.Rescaling(1 / 255.0)(x)
+    y = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="last_conv")(y)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    y = keras.layers.Dense(3, activation="sigmoid", name="head")(y)
+    return keras.Model(x, y)
+
+
+def _image(seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("class_index", [0, 1, 2])
+def test_gradcam_shape_and_range(model, class_index):
+    cam = gradcam(model, _image(), "last_conv", class_index)
+    assert cam.shape == (SIZE, SIZE) and cam.dtype == np.float32
+    assert cam.min() >= 0 and cam.max() <= 1
+    assert cam.max() in (0.0, pytest.approx(1.0))
+
+
+def test_gradcam_matches_manual_computation(model):
+    """Against an eager reference: feature maps weighted by mean gradients, ReLU, scaled."""
+    import tensorflow as tf
+
+    image = _image(1)
+    grad_model = keras.Model(model.inputs, [model.get_layer("last_conv").output, model.output])
+    x = tf.constant(image[None].astype(np.float32))
+    with tf.GradientTape() as tape:
+        features, preds = grad_model(x)
+        score = preds[:, 1]
+    grads = tape.gradient(score, features).numpy()[0]
+    cam = np.maximum((features.numpy()[0] * grads.mean(axis=(0, 1))).sum(-1), 0)  # same size here
+    expected = cam / cam.max() if cam.max() > 0 else cam
+    np.testing.assert_allclose(gradcam(model, image, "last_conv", 1), expected, atol=1e-5)
+
+
+def test_gradcam_is_specific_to_the_class(model):
+    image = _image(2)
+    maps = [gradcam(model, image, "last_conv", k) for k in range(3)]
+    assert not all(np.allclose(maps[0], m) for m in maps[1:])
+
+
+def test_gradcam_errors(model):
+    with pytest.raises(ValueError, match="gradcam_layer"):
+        gradcam(model, _image(), "missing", 0)
+    with pytest.raises(ValueError, match="out of range"):
+        gradcam(model, _image(), "last_conv", 3)
+    with pytest.raises(ValueError, match="shape"):
+        gradcam(model, np.zeros((10, 10, 3), np.uint8), "last_conv", 0)
+
+
+def test_overlay_blends_in_colour():
+    image = np.full((8, 8, 3), 100, np.uint8)
+    heat = np.zeros((8, 8), np.float32)
+    heat[:4] = 1.0
+    out = overlay(image, heat, alpha=0.5)
+    assert out.shape == (8, 8, 3) and out.dtype == np.uint8
+    assert not np.array_equal(out[0, 0], out[7, 7])            # hot vs cold colours differ
+    np.testing.assert_array_equal(overlay(image, heat, alpha=0.0), image)
+    assert overlay(image[..., 0], heat).shape == (8, 8, 3)     # grayscale input
+    with pytest.raises(ValueError, match="does not match"):
+        overlay(image, np.zeros((4, 4)))
+
+
+def test_png_data_uri_round_trip():
+    from PIL import Image
+
+    image = _image(3)
+    uri = png_data_uri(image)
+    assert uri.startswith("data:image/png;base64,")
+    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+    np.testing.assert_array_equal(decoded, image)

@@ -1,0 +1,111 @@
+"""Batches of uint8 images + targets, deterministic per (seed, epoch) so resumed runs match."""
+from __future__ import annotations
+
+import numpy as np
+import keras
+
+
+def usable_rows(targets: np.ndarray) -> np.ndarray:
+    """Indices of rows with at least one known target (all-NaN rows teach nothing)."""
+    targets = np.asarray(targets, dtype=np.float32)
+    return np.flatnonzero(~np.isnan(targets).all(axis=1))
+
+
+def balanced_weights(targets: np.ndarray) -> np.ndarray:
+    """Per-row sampling probabilities that give every class (positive label) equal mass.
+
+    Multilabel rows count once per positive label; rows with no positive (all known
+    negatives) form their own group so they are still drawn.
+    """
+    targets = np.nan_to_num(np.asarray(targets, dtype=np.float32), nan=0.0)
+    groups = np.concatenate([targets, (targets.sum(axis=1) == 0)[:, None]], axis=1)
+    counts = groups.sum(axis=0)
+    present = counts > 0
+    per_group = np.where(present, 1.0 / np.maximum(counts, 1) / present.sum(), 0.0)
+    weights = groups @ per_group
+    return weights / weights.sum()
+
+
+def epoch_order(n: int, seed: int, epoch: int, probabilities: np.ndarray | None = None) -> np.ndarray:
+    """Row order for one epoch: a permutation, or a balanced draw with replacement."""
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    if probabilities is None:
+        return rng.permutation(n)
+    return rng.choice(n, size=n, replace=True, p=probabilities)
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """``(uint8 images, float32 targets)`` batches over a cached image array.
+
+    Rows whose targets are all NaN are left out. With ``shuffle`` the order is a function of
+    ``(seed, epoch)`` only (``epoch`` is set by :class:`~training.engine.callbacks.EpochSync`),
+    so a resumed run sees the same batches; without it (validation/test) rows stay in order and
+    values never depend on the batch size. ``balanced`` draws rows class-balanced, with
+    replacement. ``sample_weight`` (per row) is yielded as a third element. Images stay uint8: the model casts, and host→device traffic is 4x smaller.
+    """
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray, batch_size: int = 32,
+                 shuffle: bool = False, balanced: bool = False, seed: int = 0,
+                 sample_weight: np.ndarray | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if len(images) != len(targets):
+            raise ValueError(f"images ({len(images)}) and targets ({len(targets)}) differ in length")
+        self.images = images
+        self.targets = np.asarray(targets, dtype=np.float32)
+        self.rows = usable_rows(self.targets)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle or balanced
+        self.seed = int(seed)
+        self.epoch = 0
+        self._probabilities = balanced_weights(self.targets[self.rows]) if balanced else None
+        self._order_cache: tuple[int, np.ndarray] | None = None
+        self.sample_weight = None if sample_weight is None else np.asarray(sample_weight, np.float32)
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.rows) / self.batch_size))
+
+    def order(self, epoch: int | None = None) -> np.ndarray:
+        """Row indices (into ``images``) of one epoch, in batch order."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        if not self.shuffle:
+            return self.rows
+        if self._order_cache is None or self._order_cache[0] != epoch:
+            perm = epoch_order(len(self.rows), self.seed, epoch, self._probabilities)
+            self._order_cache = (epoch, self.rows[perm])
+        return self._order_cache[1]
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range (0..{len(self) - 1})")
+        idx = self.order()[index * self.batch_size:(index + 1) * self.batch_size]
+        if self.sample_weight is None:
+            return np.asarray(self.images[idx]), self.targets[idx]
+        return np.asarray(self.images[idx]), self.targets[idx], self.sample_weight[idx]
+
+    @property
+    def n_rows(self) -> int:
+        """Rows used (all-NaN rows excluded)."""
+        return len(self.rows)
+
+
+def class_balance_weights(targets: np.ndarray) -> tuple[np.ndarray, dict[int, float]]:
+    """Per-row loss weights and per-class weights, "balanced" as in scikit-learn.
+
+    Class weight = n / (C * count) (:func:`sklearn.utils.class_weight.compute_class_weight`);
+    a row gets the mean weight of its positive classes (multilabel rows with no positive get
+    weight 1). All-NaN rows get 0 (they are excluded from batches anyway).
+    """
+    from sklearn.utils.class_weight import compute_class_weight
+
+    targets = np.asarray(targets, dtype=np.float32)
+    known = ~np.isnan(targets).all(axis=1)
+    pos = np.nan_to_num(targets[known], nan=0.0) == 1
+    labels = np.flatnonzero(pos.any(axis=0))
+    per_class = np.ones(targets.shape[1], dtype=np.float32)
+    if len(labels) > 0:
+        rows, cols = np.nonzero(pos)
+        per_class[labels] = compute_class_weight("balanced", classes=labels, y=cols)
+    weights = np.zeros(len(targets), dtype=np.float32)
+    n_pos = pos.sum(axis=1)
+    weights[known] = np.where(n_pos > 0, (pos * per_class).sum(axis=1) / np.maximum(n_pos, 1), 1.0)
+    return weights, {int(c): float(per_class[c]) for c in labels}

@@ -1,0 +1,474 @@
+"""Train one model (or the four side by side) from a :class:`~training.config.TrainConfig`.
+
+Resumable: every fit uses ``keras.callbacks.BackupAndRestore`` in ``out/backup``; batch order
+and random state are functions of ``(seed, epoch)`` (see ``engine.data``/``engine.callbacks``),
+so a run killed at any point and restarted with the same config ends with the same weights.
+Fine-tuning has two stages; ``out/backup/stage1.done`` tells a restarted run that stage 1 is
+finished (its weights are in ``out/backup/stage1.weights.h5``).
+
+Backend-portable: only ``keras``/``keras.ops`` are used, except in branches guarded by
+``keras.backend.backend() == "tensorflow"`` (op determinism, distribution, GPU listing).
+
+Scale (docs/scaling.md): ``cfg.distribute`` trains data-parallel (``engine.distribute``;
+``batch_size`` per replica, lr scaled linearly, only the chief writes ``out``) and
+``cfg.accumulate`` accumulates gradients over several batches (same lr, less memory).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import keras
+
+from training.config import TrainConfig, dump_config
+from training.engine import features as feats
+from training.engine.augment import build_augmentation, with_augmentation
+from training.engine.callbacks import BestOnValidation, build_callbacks
+from training.engine.data import ArrayBatches, class_balance_weights, usable_rows
+from training.engine.distribute import Distribution, make_distribution, worker_out
+from training.engine.schedule import PerUpdate, warmup_cosine
+from training.errors import CXRError, DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """Everything loaded before the model: data, split, targets, images per part."""
+
+    ds: Any
+    task: Any
+    classes: list[str]
+    targets: np.ndarray  # (N, C) task targets aligned with ds rows
+    split: pd.DataFrame  # aligned with ds rows
+    split_path: Path
+    index: dict[str, np.ndarray]  # part → ds row indices used
+    images: dict[str, np.ndarray]  # "train"/"val" → uint8 (n, S, S, 3)
+    size: int
+    preprocess: Any
+    skipped: list[dict[str, Any]]
+
+
+# ------------------------------------------------------------------ environment
+def gpus_visible() -> bool:
+    """Whether the active backend sees a GPU."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    return False
+
+
+def _set_determinism(seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow" and not gpus_visible():
+        # CPU kernels are deterministic with this flag at little cost; on GPU it can refuse ops
+        # without a deterministic kernel, so there resumes match within float tolerance only.
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def _precision_policy(setting: str) -> str | None:
+    """The mixed-precision policy to use, or None for float32."""
+    on = setting == "on" or (setting == "auto" and gpus_visible())
+    if not on:
+        return None
+    return "mixed_float16" if keras.backend.backend() == "tensorflow" else "mixed_bfloat16"
+
+
+# ------------------------------------------------------------------ data
+def _load_data(cfg: TrainConfig):
+    from training.data.formats import load_datasets
+
+    if not cfg.data:
+        raise CXRError("config: no data given. What to do: set `data` to one or more dataset folders/CSVs")
+    opts: dict[str, Any] = {}
+    if cfg.views is not None:
+        opts["views"] = tuple(cfg.views)
+    if cfg.modalities is not None:
+        opts["modalities"] = tuple(cfg.modalities)
+    return load_datasets(cfg.data, fmt=cfg.fmt, on_error=cfg.on_error, **opts)
+
+
+def resolve_split(cfg: TrainConfig, ds, task) -> tuple[pd.DataFrame, Path]:
+    """The saved split of ``cfg.split``, or a new one made with ``cfg.seed`` saved in ``out``."""
+    from training.data.splits import load_split, make_split, save_split
+
+    if cfg.split:
+        return load_split(cfg.split, ds), Path(cfg.split)
+    path = Path(cfg.out) / "split.csv"
+    if path.is_file():  # a resumed run: reuse the split it started with
+        return load_split(path, ds), path
+    df = make_split(ds, task, parts=cfg.parts, seed=cfg.seed)
+    return df, save_split(df, path)
+
+
+def _subsample(rows: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
+    """At most ``cap`` rows, chosen deterministically by ``seed`` (kept in original order)."""
+    if cap is None or len(rows) <= cap:
+        return rows
+    keep = np.random.default_rng(seed).choice(len(rows), size=int(cap), replace=False)
+    return rows[np.sort(keep)]
+
+
+def _load_images(cfg: TrainConfig, ds, rows: np.ndarray, pcfg) -> tuple[np.ndarray, list[dict]]:
+    from training.data.cache import ImageCache, default_cache_dir
+
+    cache = ImageCache(cfg.cache_dir or default_cache_dir())
+    paths = ds.meta["path"].astype(str).to_numpy()[rows].tolist()
+    return cache.load(paths, pcfg, on_error=cfg.on_error, progress=True)
+
+
+def prepare(cfg: TrainConfig, ds=None, split: tuple[pd.DataFrame, Path] | None = None) -> Prepared:
+    """Load data, targets, split and the train/val images (unreadable ones left out, listed)."""
+    from training.data.tasks import get_task
+    from training.models.registry import get_architecture
+
+    ds = _load_data(cfg) if ds is None else ds
+    task = get_task(cfg.task)
+    targets = task.encode(ds)
+    split_df, split_path = split or resolve_split(cfg, ds, task)
+    usable = np.zeros(len(ds), dtype=bool)
+    usable[usable_rows(targets)] = True
+    part = split_df["part"].to_numpy()
+    index = {p: np.flatnonzero((part == p) & usable) for p in ("train", "val", "test")}
+    index["train"] = _subsample(index["train"], cfg.max_images, cfg.seed)
+    if len(index["train"]) == 0:
+        raise DataError(f"no labelled training images for task {cfg.task!r}",
+                        hint="check the data and the task (rows unlabelled for the task are not used)")
+    size = cfg.img_size or get_architecture(cfg.arch).input_size
+    pcfg = cfg.preprocess_config(size)
+    images, skipped = {}, list(getattr(ds, "skipped", []))
+    for p in ("train", "val"):
+        images[p], errors = _load_images(cfg, ds, index[p], pcfg)
+        if errors:  # on_error="skip": drop the unreadable rows, report them
+            bad = np.array([e["index"] for e in errors])
+            keep = np.setdiff1d(np.arange(len(index[p])), bad)
+            index[p], images[p] = index[p][keep], images[p][keep]
+            skipped += [{"path": e["path"], "reason": e["reason"], "part": p} for e in errors]
+            log.warning("%d unreadable %s images left out (listed in the card)", len(errors), p)
+    return Prepared(ds, task, task.classes(ds), targets, split_df, split_path, index, images,
+                    size, pcfg, skipped)
+
+
+# ------------------------------------------------------------------ model pieces
+def _loss(kind: str):
+    from training.engine import losses
+
+    return losses.masked_binary_crossentropy if kind == "multilabel" else losses.masked_categorical_crossentropy
+
+
+def make_optimizer(cfg: TrainConfig, lr: float, steps: int, epochs: int) -> keras.optimizers.Optimizer:
+    """The optimizer of ``cfg`` with its warm-up + cosine schedule over ``steps`` batches/epoch.
+
+    With ``cfg.accumulate = k > 1`` Keras sums the gradients of k batches and applies their
+    mean once (``gradient_accumulation_steps``), i.e. one update of batch ``k × batch_size``;
+    the schedule then counts updates (``ceil(steps / k)`` per epoch, :class:`PerUpdate`).
+    """
+    k = int(cfg.accumulate)
+    schedule: Any = warmup_cosine(lr, -(-int(steps) // k), epochs, cfg.warmup_epochs)
+    extra: dict[str, Any] = {}
+    if k > 1:
+        schedule, extra = PerUpdate(schedule, k), {"gradient_accumulation_steps": k}
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, **extra)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(schedule, **extra)
+    return keras.optimizers.SGD(schedule, momentum=0.9, **extra)
+
+
+def _compile(model: keras.Model, cfg: TrainConfig, kind: str, lr: float, steps: int, epochs: int) -> None:
+    opt = make_optimizer(cfg, lr, steps, epochs)
+    if kind == "single":
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    else:
+        from training.engine.losses import masked_binary_accuracy
+
+        metrics = [keras.metrics.MeanMetricWrapper(masked_binary_accuracy, name="accuracy")]
+    model.compile(optimizer=opt, loss=_loss(kind), metrics=metrics)
+
+
+def _batches(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, train: bool) -> ArrayBatches:
+    weights = None
+    if train and cfg.balance == "class_weight":
+        weights, _ = class_balance_weights(y)
+    return ArrayBatches(x, y, cfg.batch_size, shuffle=train, seed=cfg.seed,
+                        balanced=train and cfg.balance == "sampler", sample_weight=weights,
+                        workers=cfg.workers)
+
+
+@dataclass
+class Stage:
+    """One ``fit`` call: which model trains on which inputs, for which global epochs."""
+
+    name: str
+    fit_model: keras.Model  # what fit() runs (head, or aug wrapper around the model)
+    x_train: np.ndarray
+    x_val: np.ndarray
+    lr: float
+    first_epoch: int
+    last_epoch: int  # exclusive
+
+
+def _run_stage(cfg: TrainConfig, st: Stage, prep: Prepared, kind: str, best: BestOnValidation | None,
+               backup: Path, extra_callbacks: Sequence[keras.callbacks.Callback], verbose: int) -> None:
+    y = prep.targets
+    train = _batches(cfg, st.x_train, y[prep.index["train"]], train=True)
+    val = ArrayBatches(st.x_val, y[prep.index["val"]], cfg.batch_size) if len(st.x_val) else None
+    _compile(st.fit_model, cfg, kind, st.lr, len(train), st.last_epoch - st.first_epoch)
+    cbs = build_callbacks(Path(cfg.out), backup / st.name, [train], [st.fit_model], train.n_rows,
+                          st.last_epoch, best, verbose=bool(verbose), extra=extra_callbacks)
+    log.info("stage %s: epochs %d..%d, lr %g, %d training rows", st.name, st.first_epoch + 1,
+             st.last_epoch, st.lr, train.n_rows)
+    st.fit_model.fit(train, validation_data=val if val is not None and val.n_rows else None,
+                     epochs=st.last_epoch, initial_epoch=st.first_epoch, callbacks=cbs,
+                     verbose=verbose)
+
+
+def _stage_inputs(cfg: TrainConfig, prep: Prepared, model: keras.Model, use_cache: bool):
+    """``(fit_model, x_train, x_val)`` for a frozen-backbone stage (cached features or images)."""
+    from training.data.cache import default_cache_dir
+    from training.models.build import split_feature_head
+
+    if use_cache:
+        feature_model, head = split_feature_head(model)
+        info = {"arch": cfg.arch, "weights": cfg.weights, "size": prep.size,
+                "preprocess_key": prep.preprocess.key()}
+        root = Path(cfg.cache_dir or default_cache_dir()) / "features"
+        x = {p: feats.features_for(feature_model, prep.images[p], info, root, cfg.batch_size)
+             for p in ("train", "val")}
+        return head, x["train"], x["val"]
+    return _train_wrapper(cfg, model), prep.images["train"], prep.images["val"]
+
+
+def _train_wrapper(cfg: TrainConfig, model: keras.Model) -> keras.Model:
+    if not cfg.augment:
+        return model
+    return with_augmentation(model, build_augmentation(cfg, cfg.seed))
+
+
+def _fit_all(cfg: TrainConfig, prep: Prepared, model: keras.Model, backup: Path,
+             extra_callbacks: Sequence[keras.callbacks.Callback], verbose: int) -> dict[str, Any]:
+    """Run the stages of ``cfg.mode``; returns facts for the card (feature cache use, stages)."""
+    kind = prep.task.kind
+    use_cache, why = feats.decide(cfg.mode, cfg.augment, cfg.feature_cache)
+    if cfg.mode == "scratch":
+        use_cache, why = False, "mode 'scratch': full passes"
+    log.info(why)
+    has_val = len(prep.index["val"]) > 0
+    if not has_val:
+        log.warning("no validation images: no early stopping, final weights kept, thresholds 0.5")
+    best = BestOnValidation(backup / "best.json", backup / "best.weights.h5", "val_loss",
+                            cfg.patience, target=model) if has_val else None
+    done = backup / "stage1.done"
+    first_len = cfg.head_epochs if cfg.mode == "finetune" else cfg.epochs
+    if not done.is_file():
+        fit_model, xt, xv = _stage_inputs(cfg, prep, model, use_cache)
+        if best is not None and use_cache:
+            best.target = fit_model  # the head: saving only its weights is much cheaper
+        _run_stage(cfg, Stage("stage1", fit_model, xt, xv, cfg.lr, 0, first_len),
+                   prep, kind, best, backup, extra_callbacks, verbose)
+        if best is not None:
+            best.retarget(model)  # best weights now stored for the full model
+        if cfg.mode == "finetune":
+            model.save_weights(backup / "stage1.weights.h5")
+            done.touch()
+    elif cfg.mode == "finetune":
+        model.load_weights(backup / "stage1.weights.h5")
+    if cfg.mode == "finetune" and cfg.epochs > 0:
+        from training.models.build import unfreeze_backbone
+
+        unfreeze_backbone(model)
+        if best is not None:
+            best.start_epoch = first_len
+        _run_stage(cfg, Stage("stage2", _train_wrapper(cfg, model), prep.images["train"],
+                              prep.images["val"], cfg.finetune_lr, first_len, first_len + cfg.epochs),
+                   prep, kind, best, backup, extra_callbacks, verbose)
+    if best is not None and best.restore(model) and best.best_epoch is not None:
+        log.info("restored the best weights on validation (epoch %d)", best.best_epoch + 1)
+    return {"feature_cache": use_cache, "feature_cache_reason": why,
+            "best_epoch": None if best is None or best.best_epoch is None else best.best_epoch + 1}
+
+
+# ------------------------------------------------------------------ after training
+def choose_thresholds(y: np.ndarray, p: np.ndarray, classes: list[str]) -> tuple[dict[str, float], str]:
+    """Youden thresholds per output on validation; 0.5 where that cannot be computed (said so)."""
+    from training.evaluation.thresholds import choose_threshold
+
+    out, fallback = {}, []
+    for j, name in enumerate(classes):
+        known = ~np.isnan(y[:, j])
+        yj = y[known, j]
+        if len(yj) == 0 or len(np.unique(yj)) < 2:
+            out[name] = 0.5
+            fallback.append(name)
+            continue
+        out[name] = float(choose_threshold(yj, p[known, j], method="youden"))
+    method = "youden on validation"
+    if fallback:
+        method += f"; 0.5 for {fallback} (validation empty or single-class)"
+    return out, method
+
+
+def validation_report(model: keras.Model, prep: Prepared, batch_size: int) -> tuple[dict, dict, str]:
+    """``(metrics, thresholds, method)`` from predictions on the validation part."""
+    from training.evaluation.metrics import compute_metrics
+
+    y = prep.targets[prep.index["val"]]
+    classes, kind = prep.classes, prep.task.kind
+    if len(y) == 0:
+        return {}, {c: 0.5 for c in classes}, "0.5 (no validation images)"
+    p = np.asarray(model.predict(ArrayBatches(prep.images["val"], y, batch_size), verbose=0))
+    thresholds, method = choose_thresholds(y, p, classes)
+    metrics = dict(compute_metrics(y, p, kind, classes, [thresholds[c] for c in classes]))
+    metrics["loss"] = float(keras.ops.convert_to_numpy(keras.ops.mean(_loss(kind)(y, p))))
+    metrics["n_images"] = int(len(y))
+    return metrics, thresholds, method
+
+
+def _history(out: Path) -> pd.DataFrame:
+    """``history.csv`` with epochs re-done after a resume counted once (the last run wins)."""
+    path = out / "history.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    df = pd.read_csv(path).drop_duplicates("epoch", keep="last").sort_values("epoch")
+    df.to_csv(path, index=False)
+    return df
+
+
+def build_card(cfg: TrainConfig, prep: Prepared, facts: dict, metrics: dict, thresholds: dict,
+               method: str, history: pd.DataFrame) -> dict:
+    """The model card (docs/architecture.md) of a finished run."""
+    from training.data.splits import split_counts, split_hash
+    from training.models.registry import get_architecture
+
+    counts = split_counts(prep.split, prep.targets, prep.classes)
+    seconds = history["epoch_seconds"].mean() if "epoch_seconds" in history else float("nan")
+    return {
+        "name": cfg.run_name,
+        "architecture": cfg.arch,
+        "task": cfg.task,
+        "kind": prep.task.kind,
+        "outputs": list(prep.classes),
+        "input_size": prep.size,
+        "preprocessing": prep.preprocess.to_dict(),
+        "gradcam_layer": get_architecture(cfg.arch).gradcam_layer,
+        "transfer": {"mode": cfg.mode, "weights": cfg.weights},
+        "training": {**cfg.to_dict(), **facts, "epochs_run": int(len(history)),
+                     "seconds_per_epoch": None if np.isnan(seconds) else float(seconds),
+                     "train_images_used": int(len(prep.index["train"]))},
+        "split": {"file": str(prep.split_path), "sha256": split_hash(prep.split_path),
+                  "counts": {p: counts[p]["images"] for p in counts}},
+        "data": {"sources": sorted(prep.ds.meta["source"].astype(str).unique().tolist()),
+                 "counts": {p: counts[p]["classes"] for p in counts}, "parts": counts,
+                 "skipped": prep.skipped},
+        "thresholds": thresholds,
+        "threshold_method": method,
+        "metrics": {"validation": metrics, "test": {}},
+        "test_set": None,
+    }
+
+
+# ------------------------------------------------------------------ entry points
+def train(cfg: TrainConfig, ds=None, callbacks: Iterable[keras.callbacks.Callback] = (),
+          verbose: int = 1) -> Path:
+    """Train the model of ``cfg``; return its folder (``model.keras``, ``card.json``, ...).
+
+    Restarting an interrupted run with the same config resumes it. ``ds`` (an already loaded
+    dataset) and ``callbacks`` (extra, e.g. for tests) are optional.
+    """
+    from training.models.weights import resolve_auto
+
+    mode, weights, note = resolve_auto(cfg.arch, cfg.mode, cfg.weights)
+    if note:
+        log.warning(note)
+        print(f"WARNING: {note}", file=sys.stderr)
+    cfg = dataclasses.replace(cfg, mode=mode, weights=weights)
+    dist = make_distribution(cfg.distribute)
+    with worker_out(cfg.out, dist) as out:
+        # Non-chief workers run every step (the collectives need them) but write to ``out``,
+        # a temp folder; the chief's ``cfg.out`` gets the one set of outputs.
+        _train_in(dataclasses.replace(cfg, out=str(out)), ds, dist, note, list(callbacks), verbose)
+    return Path(cfg.out)
+
+
+def run_facts(cfg: TrainConfig, dist: Distribution) -> dict[str, Any]:
+    """How the batch and learning rate were scaled (recorded in the card)."""
+    return {"distribute": dist.setting, "replicas": dist.replicas,
+            "global_batch": dist.global_batch(cfg.batch_size),
+            "effective_batch": dist.global_batch(cfg.batch_size) * int(cfg.accumulate),
+            "lr_used": dist.scaled_lr(cfg.lr, cfg.scale_lr),
+            "finetune_lr_used": dist.scaled_lr(cfg.finetune_lr, cfg.scale_lr)}
+
+
+def _train_in(cfg: TrainConfig, ds, dist: Distribution, note: str | None,
+              callbacks: list[keras.callbacks.Callback], verbose: int) -> None:
+    from training.models.build import build_model
+    from training.models.card import save_model
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    backup = out / "backup"
+    dump_config(cfg, out / "config.yaml")
+    _set_determinism(cfg.seed)
+    prep = prepare(cfg, ds)
+    scale = run_facts(cfg, dist)
+    if dist.replicas > 1:
+        log.info("%s over %d replicas: global batch %d, lr %g", dist.setting, dist.replicas,
+                 scale["global_batch"], scale["lr_used"])
+    # Internally the batch is the global one and the lrs the scaled ones; the saved config
+    # keeps what the user asked for (per-replica batch), the card records both.
+    run_cfg = dataclasses.replace(cfg, batch_size=scale["global_batch"], lr=scale["lr_used"],
+                                  finetune_lr=scale["finetune_lr_used"])
+    previous = keras.mixed_precision.dtype_policy()
+    policy = _precision_policy(cfg.mixed_precision)
+    if policy:
+        log.info("mixed precision: %s", policy)
+        keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        with dist.scope():  # variables and optimizer state are created inside the strategy
+            model = build_model(cfg.arch, prep.classes, prep.task.kind, prep.size, cfg.mode,
+                                cfg.weights, seed=cfg.seed)
+            facts = _fit_all(run_cfg, prep, model, backup, callbacks, verbose)
+            metrics, thresholds, method = validation_report(model, prep, run_cfg.batch_size)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+    facts.update(mixed_precision=policy, **scale)
+    card = build_card(cfg, prep, facts, metrics, thresholds, method, _history(out))
+    if note:
+        card["transfer"]["note"] = note
+    save_model(model, card, out)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def train_all(cfg: TrainConfig, archs: Sequence[str] | None = None, ds=None,
+              callbacks: Iterable[keras.callbacks.Callback] = (), verbose: int = 1) -> list[Path]:
+    """Train each of ``archs`` (default the four) with one shared split and the same budget.
+
+    Models go to ``out/<arch>``, named ``<name>-<arch>``; the split is made once (or taken from
+    ``cfg.split``) and saved as ``out/split.csv``.
+    """
+    from training.data.tasks import get_task
+    from training.models.registry import FOUR
+
+    archs = tuple(archs or FOUR)
+    ds = _load_data(cfg) if ds is None else ds
+    _, split_path = resolve_split(cfg, ds, get_task(cfg.task))
+    out, dirs = Path(cfg.out), []
+    for arch in archs:
+        sub = dataclasses.replace(cfg, arch=arch, out=str(out / arch), split=str(split_path),
+                                  name=f"{cfg.run_name}-{arch}")
+        dirs.append(train(sub, ds=ds, callbacks=callbacks, verbose=verbose))
+    return dirs

@@ -1,0 +1,177 @@
+"""A fair side-by-side comparison of several saved models on the same test images.
+
+Same split (the cards' split hashes must agree), same rows, same patient resamples for
+every CI, thresholds chosen on each model's validation part, and a paired bootstrap of the
+macro ROC-AUC between the best model and each other one.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from training.errors import ImageDecodeError, ModelCardError, SplitError
+from training.evaluation.bootstrap import ScalarMetric, paired_bootstrap
+from training.evaluation.evaluate import (DISCLAIMER, SEED, check_overlap, load_eval_set,
+                                          model_thresholds, rounded, score, slug, training_split,
+                                          write_json)
+from training.evaluation.predict import LoadedModel, load_models, predict_paths
+
+log = logging.getLogger(__name__)
+
+#: Metrics shown per output / class in the comparison table (each with its CI).
+COMPARE_METRICS: tuple[str, ...] = ("precision", "recall", "f1", "specificity", "roc_auc")
+
+
+def _check_same_task(models: Sequence[LoadedModel]) -> None:
+    first = models[0]
+    for m in models[1:]:
+        if (m.card["task"], m.kind, m.outputs) != (first.card["task"], first.kind, first.outputs):
+            raise ModelCardError(f"models {first.name!r} and {m.name!r} solve different tasks "
+                                 f"({first.card['task']} {first.outputs} vs {m.card['task']} "
+                                 f"{m.outputs}). What to do: compare models of one task.")
+
+
+def _check_same_split(models: Sequence[LoadedModel], allow: bool) -> bool:
+    """True when the cards record different split files (allowed only with ``allow``)."""
+    hashes = {m.name: (m.card.get("split") or {}).get("sha256") for m in models}
+    if len(set(hashes.values())) <= 1:
+        return False
+    if not allow:
+        listed = ", ".join(f"{k}: {str(v)[:12]}" for k, v in hashes.items())
+        raise SplitError(f"the models were trained on different splits (split SHA-256 {listed}); "
+                         "a comparison would not be fair. What to do: retrain them on one split "
+                         "(train-all), or pass allow_split_mismatch=True to compare anyway.")
+    log.warning("comparing models trained on different splits (allow_split_mismatch)")
+    return True
+
+
+def latency_ms(m: LoadedModel, image: np.ndarray, repeats: int = 5) -> float:
+    """Median wall time of single-image calls of the compiled predict function (after warm-up)."""
+    x = image[None]
+    m.model.predict_on_batch(x)  # warm-up: traces and compiles
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        m.model.predict_on_batch(x)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def _row(m: LoadedModel, scored: dict, thr: dict, latency: float) -> dict[str, Any]:
+    card = m.card
+    row: dict[str, Any] = {
+        "model": m.name, "architecture": card.get("architecture"),
+        "mode": (card.get("transfer") or {}).get("mode"),
+        "params_total": (card.get("params") or {}).get("total"),
+        "params_trainable": (card.get("params") or {}).get("trainable"),
+        "seconds_per_epoch": (card.get("training") or {}).get("seconds_per_epoch"),
+        "latency_ms": latency, "threshold_method": thr["method"],
+    }
+    mets = scored["metrics"]
+    sections = dict(mets["per_output"])
+    pn = scored.get("positive_negative") or {}
+    sections.update({k: v for k, v in pn.items() if k != "class" and k not in sections})
+    for name, d in sections.items():
+        for metric in COMPARE_METRICS:
+            _put(row, f"{name}: {metric}", d[metric])
+    _put(row, "macro: roc_auc", mets["macro"]["roc_auc"])
+    if m.kind == "single":
+        _put(row, "accuracy", mets["accuracy"])
+        _put(row, "balanced_accuracy", mets["balanced_accuracy"])
+    return row
+
+
+def _put(row: dict, name: str, cell: dict) -> None:
+    row[name], row[f"{name} low"], row[f"{name} high"] = cell["value"], cell["low"], cell["high"]
+
+
+def compare_models(model_dirs: Sequence[str | Path], data: Sequence[str], split: str | None,
+                   part: str = "test", out_dir: str | Path = "compare", n_boot: int = 1000,
+                   allow_split_mismatch: bool = False, allow_overlap: bool = False,
+                   threshold_method: str = "youden", target_sensitivity: float | None = None,
+                   on_error: str = "raise", batch_size: int = 32) -> pd.DataFrame:
+    """Evaluate every model on the same part of one split; one row per model.
+
+    Writes ``compare.csv``, ``compare.json``, ``compare.html`` and ROC overlay PNGs in
+    ``out_dir``. Refuses models of different tasks, models trained on different splits
+    (unless ``allow_split_mismatch``) and test images a model trained on (unless
+    ``allow_overlap``).
+    """
+    from training.evaluation import plots
+    from training.evaluation.report import render_comparison
+
+    models = load_models(model_dirs)
+    _check_same_task(models)
+    mismatch = _check_same_split(models, allow_split_mismatch)
+    first = models[0]
+    if isinstance(data, (str, Path)):
+        data = [str(data)]
+    evs = load_eval_set(first.card, first.directory, data, split, part, False, on_error)
+    overlap, thresholds = {}, {}
+    for m in models:
+        seen = training_split(m.card, m.directory)
+        overlap[m.name] = check_overlap(evs.paths, list(evs.groups), seen, allow_overlap)
+        thresholds[m.name] = model_thresholds(m, evs, seen, threshold_method, target_sensitivity,
+                                              batch_size)
+    probs, errors = predict_paths(models, evs.paths, batch_size)
+    bad = [(p, e) for p, e in zip(evs.paths, errors) if e is not None]
+    if bad and on_error == "raise":
+        raise ImageDecodeError(f"{len(bad)} test images cannot be read, e.g. {bad[0][1]}",
+                               hint="fix or remove them, or use on_error='skip'")
+    ok = np.array([e is None for e in errors], dtype=bool)
+    Y, groups = evs.targets[ok], evs.groups[ok]
+    probs = {m.name: p[ok] for m, p in zip(models, probs)}
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sample = _first_image(evs.paths, ok, first)
+    rows, scored = [], {}
+    for m in models:
+        scored[m.name] = score(Y, probs[m.name], m.kind, m.outputs, thresholds[m.name]["values"],
+                               groups, n_boot)
+        rows.append(_row(m, scored[m.name], thresholds[m.name], latency_ms(m, sample)))
+    best, paired = _paired(models, Y, probs, groups, n_boot)
+    for r in rows:
+        r["macro AUC diff vs best"] = paired.get(r["model"], {}).get("diff")
+        r["macro AUC p-value vs best"] = paired.get(r["model"], {}).get("p_value")
+    figures = [plots.plot_roc_overlay({m.name: (Y[:, j], probs[m.name][:, j]) for m in models},
+                                      out / f"roc_overlay_{slug(o)}.png", title=f"ROC: {o}").name
+               for j, o in enumerate(first.outputs)]
+    df = pd.DataFrame(rows)
+    df.to_csv(out / "compare.csv", index=False)
+    summary = rounded({"split": evs.split, "part": evs.part, "test_set": evs.test_set,
+                       "data": list(data), "n_images": int(len(Y)),
+                       "n_patients": int(pd.Series(groups).nunique()), "n_boot": n_boot,
+                       "seed": SEED, "split_mismatch": mismatch, "best": best, "paired": paired,
+                       "overlap": overlap, "thresholds": thresholds, "skipped": bad,
+                       "figures": figures, "disclaimer": DISCLAIMER})
+    table = rounded(df.to_dict(orient="records"))
+    write_json({**summary, "models": table,
+                "details": {k: v["metrics"] for k, v in scored.items()}}, out / "compare.json")
+    (out / "compare.html").write_text(render_comparison(summary, table, list(df.columns)),
+                                      encoding="utf-8")
+    return df
+
+
+def _first_image(paths: list[str], ok: np.ndarray, m: LoadedModel) -> np.ndarray:
+    from training.preprocess import load_image
+
+    if not ok.any():
+        raise ImageDecodeError("no test image could be read", hint="check the data")
+    return load_image(paths[int(np.flatnonzero(ok)[0])], m.preprocess)
+
+
+def _paired(models: Sequence[LoadedModel], Y: np.ndarray, probs: dict[str, np.ndarray],
+            groups: np.ndarray, n_boot: int) -> tuple[str, dict[str, dict]]:
+    """The model with the highest macro ROC-AUC, and its paired bootstrap against each other."""
+    metric = ScalarMetric("roc_auc", kind=models[0].kind)
+    aucs = {m.name: metric(Y, probs[m.name]) for m in models}
+    best = max(aucs, key=lambda k: -np.inf if np.isnan(aucs[k]) else aucs[k])
+    paired = {m.name: paired_bootstrap(metric, Y, probs[best], probs[m.name], groups, n_boot, seed=SEED)
+              for m in models if m.name != best}
+    return best, paired

@@ -1,0 +1,409 @@
+"""Evaluate one saved model on a test set: metrics with patient-bootstrap CIs, report, card.
+
+Honesty rules enforced here:
+
+* the test images must not be images the model trained or validated on: matched by path,
+  by patient id and by file content (SHA-256) against the model's own split; refused unless
+  ``allow_overlap`` (then every output says so);
+* thresholds come from the validation part of the model's split (never from the test set);
+* data from another source than training, without a split, is an **external** test;
+* every metric gets a 95 % CI resampled by patient.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from training.errors import ImageDecodeError, ModelCardError, SplitError
+from training.evaluation import metrics as M
+from training.evaluation.bootstrap import attach_ci, bootstrap_metrics
+from training.evaluation.calibration import calibration_report
+from training.evaluation.predict import LoadedModel, load_models, predict_paths
+from training.evaluation.thresholds import choose_threshold
+
+log = logging.getLogger(__name__)
+
+DISCLAIMER = ("Research tool. Not a medical device and not validated for clinical use: these "
+              "numbers describe one model on one data set and do not establish diagnostic "
+              "performance. Do not use for diagnosis or treatment decisions.")
+ALPHA, SEED, DECIMALS = 0.05, 0, 4
+_SHOW = 5
+
+
+# ------------------------------------------------------------------ the data to evaluate on
+
+@dataclass
+class EvalSet:
+    """The rows to evaluate, their targets in card output order, and how they were chosen."""
+
+    ds: Any  # CXRDataset
+    targets: np.ndarray
+    test_set: str  # "internal" | "external"
+    split: str | None
+    part: str | None
+    full: Any = None  # the whole loaded dataset (to find validation rows)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def paths(self) -> list[str]:
+        return self.ds.meta["path"].astype(str).tolist()
+
+    @property
+    def groups(self) -> np.ndarray:
+        """Patient ids (a row without one is its own patient)."""
+        patient = self.ds.meta["patient"]
+        return np.where(patient.isna(), self.ds.meta["path"].astype(str),
+                        patient.astype(str)).astype(object)
+
+
+def task_targets(ds: Any, card: dict) -> np.ndarray:
+    """The task encoding of ``ds`` in the card's output order (NaN where the data lack one)."""
+    from training.data.tasks import get_task
+
+    task = get_task(card["task"])
+    targets, classes = task.encode(ds), task.classes(ds)
+    if task.kind == "single" and list(classes) != list(card["outputs"]):
+        raise ModelCardError(f"model {card.get('name')!r}: card outputs {card['outputs']} differ "
+                             f"from task {card['task']!r} classes {classes}. What to do: fix the card.")
+    out = np.full((len(ds), len(card["outputs"])), np.nan, dtype=np.float32)
+    for j, name in enumerate(card["outputs"]):
+        if name in classes:
+            out[:, j] = targets[:, classes.index(name)]
+    return out
+
+
+def _resolve(file: str | None, model_dir: Path) -> Path | None:
+    """A card's split path: as written, or relative to the model folder."""
+    if not file:
+        return None
+    for candidate in (Path(file), model_dir / file):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_eval_set(card: dict, model_dir: Path, data: Sequence[str], split: str | None = None,
+                  part: str = "test", external: bool = False, on_error: str = "raise") -> EvalSet:
+    """Load ``data`` and choose the rows: a split part (internal) or everything (external)."""
+    from training.data.formats import load_datasets
+    from training.data.splits import load_split
+
+    options = {k: card.get("training", {}).get(k) for k in ("views", "modalities")}
+    ds = load_datasets(list(data), on_error=on_error,
+                       **{k: v for k, v in options.items() if v is not None})
+    sources = set(ds.meta["source"].astype(str))
+    trained_on = set(card.get("data", {}).get("sources") or [])
+    new_source = bool(trained_on) and not (sources & trained_on)
+    notes = [f"{len(ds.skipped)} rows of the data could not be loaded (listed in metrics.json)"] \
+        if ds.skipped else []
+    if external or (split is None and new_source):
+        why = "requested" if external else f"sources {sorted(sources)} not used in training {sorted(trained_on)}"
+        return EvalSet(ds, task_targets(ds, card), "external", None, None, ds, notes + [f"external test ({why})"])
+    split_path = Path(split) if split else _resolve(card.get("split", {}).get("file"), model_dir)
+    if split_path is None:
+        raise SplitError(f"{model_dir}: no split given and the model's split file "
+                         f"{card.get('split', {}).get('file')!r} is missing. What to do: pass a "
+                         "split CSV, or mark the data as an external test set.")
+    parts = load_split(split_path, ds)["part"].to_numpy()
+    mask = parts == part
+    if not mask.any():
+        raise SplitError(f"{split_path}: part {part!r} has no images of {ds.name!r} "
+                         f"(parts present: {sorted(set(parts))}).")
+    sub = ds.subset(mask)
+    test_set = "external" if new_source else "internal"
+    return EvalSet(sub, task_targets(sub, card), test_set, str(split_path), part, ds, notes)
+
+
+# ------------------------------------------------------------------ overlap with training
+
+def training_split(card: dict, model_dir: Path) -> pd.DataFrame | None:
+    """The model's own split (path, patient, part), checked against the card's hash; or None."""
+    from training.data.splits import split_hash
+
+    info = card.get("split") or {}
+    path = _resolve(info.get("file"), model_dir)
+    if path is None:
+        return None
+    if info.get("sha256") and split_hash(path) != info["sha256"]:
+        raise ModelCardError(f"{path}: the split file changed since the model was trained (SHA-256 "
+                             f"differs from the card). What to do: restore the original split file; "
+                             "without it the test set cannot be checked against the training data.")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df.attrs["file"] = str(path)
+    return df
+
+
+def _sha256_many(paths: Sequence[str]) -> dict[str, str]:
+    from training.models.card import file_sha256
+
+    out = {}
+    for p in paths:
+        try:
+            out[p] = file_sha256(p)
+        except OSError:
+            pass  # an unreadable file cannot be compared by content; it is reported elsewhere
+    return out
+
+
+def check_overlap(paths: Sequence[str], patients: Sequence[str], seen: pd.DataFrame | None,
+                  allow_overlap: bool = False) -> dict[str, Any]:
+    """Test images that the model saw in train/val: by path, patient id, or file content.
+
+    Refuses (:class:`SplitError`) when any is found, unless ``allow_overlap``.
+    """
+    if seen is None:
+        log.warning("the model's training split is unavailable: test images cannot be checked "
+                    "against the training images")
+        return {"checked": False, "reason": "the model's training split file is unavailable",
+                "n_images": None, "allowed": allow_overlap}
+    used = seen[seen["part"].isin(["train", "val"])]
+    train_paths = set(used["path"]) | {os.path.realpath(p) for p in used["path"]}
+    by_path = {p for p in paths if p in train_paths or os.path.realpath(p) in train_paths}
+    train_patients = set(used["patient"])
+    by_patient = {p for p, g in zip(paths, patients) if g in train_patients}
+    train_hashes = set(_sha256_many(list(used["path"])).values())
+    by_content = {p for p, h in _sha256_many(list(paths)).items() if h in train_hashes}
+    bad = sorted(by_path | by_patient | by_content)
+    report = {"checked": True, "split": seen.attrs.get("file"), "n_images": len(bad),
+              "by_path": len(by_path), "by_patient": len(by_patient), "by_content": len(by_content),
+              "examples": bad[:_SHOW], "allowed": allow_overlap}
+    if bad and not allow_overlap:
+        raise SplitError(
+            f"{len(bad)} of {len(paths)} test images were used to train or validate the model "
+            f"({len(by_path)} by path, {len(by_patient)} by patient, {len(by_content)} by identical "
+            f"file content; e.g. {bad[:_SHOW]}). What to do: evaluate on the held-out test part or "
+            "on external data; allow_overlap=True evaluates anyway and flags the report.")
+    if bad:
+        log.warning("EVALUATING ON %d IMAGES THE MODEL TRAINED/VALIDATED ON (allow_overlap)", len(bad))
+    return report
+
+
+# ------------------------------------------------------------------ thresholds
+
+def _validation_rows(card: dict, evs: EvalSet,
+                     seen: pd.DataFrame | None) -> tuple[Any, str] | None:
+    """The validation images of the model's split (from the loaded data, else its training data)."""
+    if seen is None:
+        return None
+    val = set(seen.loc[seen["part"] == "val", "path"])
+    if not val:
+        return None
+    mask = evs.full.meta["path"].astype(str).isin(val).to_numpy()
+    if mask.any():
+        return evs.full.subset(mask), "the evaluated data"
+    train_cfg = card.get("training") or {}
+    data = [d for d in train_cfg.get("data") or [] if Path(d).exists()]
+    if not data:
+        return None
+    from training.data.formats import load_datasets
+    from training.errors import CXRError
+
+    opts = {k: train_cfg[k] for k in ("views", "modalities") if train_cfg.get(k) is not None}
+    try:
+        ds = load_datasets(data, fmt=train_cfg.get("fmt", "auto"), on_error="skip", **opts)
+    except (CXRError, TypeError) as exc:
+        log.warning("cannot load the training data for validation thresholds: %s", exc)
+        return None
+    mask = ds.meta["path"].astype(str).isin(val).to_numpy()
+    return (ds.subset(mask), "the training data") if mask.any() else None
+
+
+def model_thresholds(lm: LoadedModel, evs: EvalSet, seen: pd.DataFrame | None,
+                     method: str = "youden", target_sensitivity: float | None = None,
+                     batch_size: int = 32) -> dict[str, Any]:
+    """Per-output thresholds chosen on the model's validation part (recomputed), and how.
+
+    single (softmax): argmax, no thresholds. No validation data: the card's thresholds,
+    and the result says so.
+    """
+    if lm.kind == "single":
+        return {"method": "argmax (softmax)", "source": None, "values": None}
+    label = f"{method}" if target_sensitivity is None else f"sensitivity >= {target_sensitivity}"
+    if method == "fixed":
+        return {"method": "fixed 0.5", "source": None, "values": {o: 0.5 for o in lm.outputs}}
+    found = _validation_rows(lm.card, evs, seen)
+    if found is None:
+        log.warning("%s: no validation images available; using the card's thresholds", lm.name)
+        return {"method": f"from the model card ({lm.card.get('threshold_method', 'unknown method')}); "
+                          "validation images unavailable", "source": "card", "values": lm.thresholds()}
+    val, where = found
+    probs, errors = predict_paths([lm], val.meta["path"].astype(str).tolist(), batch_size)
+    ok = np.array([e is None for e in errors])
+    Y, P = task_targets(val, lm.card)[ok], probs[0][ok]
+    values = {o: choose_threshold(Y[:, j], P[:, j], method, target_sensitivity)
+              for j, o in enumerate(lm.outputs)}
+    return {"method": f"{label} on validation", "source": f"validation part of the model's split, "
+            f"from {where}", "n_validation": int(ok.sum()), "values": values}
+
+
+# ------------------------------------------------------------------ scoring
+
+def positive_negative(Y: np.ndarray, P: np.ndarray, pred: np.ndarray,
+                      outputs: Sequence[str]) -> tuple[str, tuple] | None:
+    """The COVID-19 output (else the positive class of a 2-class task) seen as a binary problem.
+
+    Returns ``(name, (Y2, P2, pred2, names2))`` with a positive and a negative column.
+    """
+    for name in ("COVID-19", "COVID-19 positive"):
+        if name in outputs:
+            j = list(outputs).index(name)
+            break
+    else:
+        if len(outputs) != 2:
+            return None
+        j = 1
+    base = outputs[j].replace(" positive", "")
+    y, p, d = Y[:, j], P[:, j], pred[:, j]
+    stack = lambda a, b: np.stack([a, b], axis=1)  # noqa: E731
+    return base, (stack(y, 1 - y), stack(p, 1 - p), stack(d, 1 - d),
+                  [f"{base} positive", f"{base} negative"])
+
+
+def score(Y: np.ndarray, P: np.ndarray, kind: str, outputs: Sequence[str], thresholds: Any,
+          groups: np.ndarray, n_boot: int = 1000, seed: int = SEED) -> dict[str, Any]:
+    """Every metric with its patient-bootstrap CI, plus the positive/negative class view."""
+    point = M.compute_metrics(Y, P, kind, outputs, thresholds)
+    cis = bootstrap_metrics(Y, P, kind, outputs, thresholds, groups, n_boot, ALPHA, seed)
+    out = {"metrics": attach_ci(point, cis)}
+    known = ~np.isnan(Y).all(axis=1) if kind == "single" else np.ones(len(Y), bool)
+    pred = M.predictions(P, kind, thresholds, outputs)
+    pn = positive_negative(Y[known], P[known], pred[known], outputs)
+    if pn is not None:
+        base, (Y2, P2, d2, names2) = pn
+        point2 = M.multilabel_metrics(Y2, P2, None, names2, pred=d2)["per_output"]
+        ci2 = bootstrap_metrics(Y2, P2, "multilabel", names2, None, groups[known], n_boot,
+                                ALPHA, seed, pred=d2)["per_output"]
+        out["positive_negative"] = {"class": base, **attach_ci(point2, ci2)}
+    return out
+
+
+# ------------------------------------------------------------------ output files
+
+def rounded(obj: Any, decimals: int = DECIMALS) -> Any:
+    """Floats rounded (so the HTML shows exactly the JSON's numbers); NaN/inf -> None."""
+    if isinstance(obj, dict):
+        return {str(k): rounded(v, decimals) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [rounded(v, decimals) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return rounded(obj.tolist(), decimals)
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return round(obj, decimals) if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def fmt(v: Any) -> str:
+    """A number as the report prints it (the JSON value, fixed decimals; n/a for null)."""
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{DECIMALS}f}"
+    return str(v)  # the HTML template escapes
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "output"
+
+
+def make_figures(Y: np.ndarray, P: np.ndarray, result: dict, outputs: Sequence[str],
+                 out_dir: Path) -> dict[str, Any]:
+    """ROC, PR, reliability and confusion-matrix PNGs; returns their file names."""
+    from training.evaluation import plots
+
+    figs = {"roc": plots.plot_roc(Y, P, outputs, out_dir / "roc.png").name,
+            "pr": plots.plot_pr(Y, P, outputs, out_dir / "pr.png").name,
+            "reliability": plots.plot_reliability(result["calibration"], out_dir / "reliability.png").name}
+    m = result["metrics"]
+    if result["model"]["kind"] == "single":
+        figs["confusion"] = [plots.plot_confusion(m["confusion_matrix"], outputs,
+                                                  out_dir / "confusion.png").name]
+    else:
+        figs["confusion"] = [plots.plot_confusion(m["per_output"][o]["confusion_matrix"],
+                                                  ["absent", "present"], out_dir / f"confusion_{slug(o)}.png",
+                                                  title=o).name for o in outputs]
+    return figs
+
+
+def write_json(obj: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rounded(obj), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+def evaluate_model(model_dir: str | Path, data: Sequence[str], split: str | None = None,
+                   part: str = "test", out_dir: str | Path = "evaluation", allow_overlap: bool = False,
+                   external: bool = False, threshold_method: str = "youden",
+                   target_sensitivity: float | None = None, n_boot: int = 1000,
+                   on_error: str = "raise", batch_size: int = 32) -> dict[str, Any]:
+    """Evaluate a saved model; writes ``metrics.json``, ``report.html`` and figures in ``out_dir``.
+
+    See the module docstring for the rules. Returns the content of ``metrics.json`` (rounded).
+    Updates the card's ``metrics.test`` and ``test_set``.
+    """
+    from training.models.card import update_card
+
+    model_dir, out = Path(model_dir), Path(out_dir)
+    if isinstance(data, (str, Path)):
+        data = [str(data)]
+    lm = load_models([model_dir])[0]
+    evs = load_eval_set(lm.card, model_dir, data, split, part, external, on_error)
+    seen = training_split(lm.card, model_dir)
+    overlap = check_overlap(evs.paths, list(evs.groups), seen, allow_overlap)
+    thr = model_thresholds(lm, evs, seen, threshold_method, target_sensitivity, batch_size)
+    probs, errors = predict_paths([lm], evs.paths, batch_size)
+    skipped = [{"path": p, "reason": e} for p, e in zip(evs.paths, errors) if e is not None]
+    if skipped and on_error == "raise":
+        raise ImageDecodeError(f"{len(skipped)} test images cannot be read, e.g. {skipped[0]['reason']}",
+                               hint="fix or remove them, or use on_error='skip' (they are then listed "
+                                    "in the report)")
+    ok = np.array([e is None for e in errors], dtype=bool)
+    Y, P, groups = evs.targets[ok], probs[0][ok], evs.groups[ok]
+    result = _result(lm, evs, data, overlap, thr, skipped, Y, P, groups, n_boot)
+    out.mkdir(parents=True, exist_ok=True)
+    result["figures"] = make_figures(Y, P, result, lm.outputs, out)
+    result = rounded(result)
+    write_json(result, out / "metrics.json")
+    from training.evaluation.report import render_evaluation
+
+    (out / "report.html").write_text(render_evaluation(result), encoding="utf-8")
+    summary = {k: result[k] for k in ("test_set", "split", "part", "n_images", "n_patients",
+                                      "thresholds", "metrics", "overlap")}
+    update_card(model_dir, metrics={**(lm.card.get("metrics") or {}), "test": summary},
+                test_set=evs.test_set)
+    return result
+
+
+def _result(lm: LoadedModel, evs: EvalSet, data: Sequence[str], overlap: dict, thr: dict,
+            skipped: list, Y: np.ndarray, P: np.ndarray, groups: np.ndarray, n_boot: int) -> dict:
+    labelled = ~np.isnan(Y).all(axis=1)
+    scored = score(Y, P, lm.kind, lm.outputs, thr["values"], groups, n_boot)
+    card = lm.card
+    return {
+        "model": {"name": lm.name, "dir": str(lm.directory), "architecture": card.get("architecture"),
+                  "task": card["task"], "kind": lm.kind, "outputs": lm.outputs,
+                  "transfer": card.get("transfer")},
+        "test_set": evs.test_set, "split": evs.split, "part": evs.part,
+        "data": [str(d) for d in data],
+        "n_images": int(len(Y)), "n_patients": int(pd.Series(groups).nunique()),
+        "n_labelled": int(labelled.sum()),
+        "thresholds": thr, "overlap": overlap, "notes": evs.notes,
+        "skipped": skipped + list(evs.ds.skipped),
+        "bootstrap": {"n_boot": n_boot, "alpha": ALPHA, "seed": SEED, "resampling": "patients",
+                      "interval": "percentile"},
+        **scored,
+        "calibration": calibration_report(Y, P, lm.outputs),
+        "disclaimer": DISCLAIMER,
+    }

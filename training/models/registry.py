@@ -1,0 +1,62 @@
+"""The backbone registry: adding a backbone is one ``Architecture`` entry below."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+
+from training.errors import CXRError
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A ``keras.applications`` backbone and what cxrlab needs to know about it."""
+
+    name: str
+    #: ``keras.applications`` constructor (``include_top``, ``weights``, ``input_tensor``).
+    constructor: Callable[..., keras.Model]
+    #: default (ImageNet) input size in pixels, square
+    input_size: int
+    #: :class:`training.models.layers.BackbonePreprocess` mode
+    preprocess_mode: str
+    #: last convolutional feature map (4-D), used by Grad-CAM
+    gradcam_layer: str
+    #: the no-top ImageNet weights file Keras downloads into ``~/.keras/models/``
+    weights_file: str
+    #: smallest input size the constructor accepts
+    min_input_size: int = 32
+
+
+_A = keras.applications
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in (
+        Architecture("resnet50", _A.ResNet50, 224, "caffe", "conv5_block3_out",
+                     "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        Architecture("inception_v3", _A.InceptionV3, 299, "tf", "mixed10",
+                     "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5", 75),
+        Architecture("xception", _A.Xception, 299, "tf", "block14_sepconv2_act",
+                     "xception_weights_tf_dim_ordering_tf_kernels_notop.h5", 71),
+        Architecture("vgg16", _A.VGG16, 224, "caffe", "block5_conv3",
+                     "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        Architecture("densenet121", _A.DenseNet121, 224, "torch", "relu",
+                     "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        Architecture("efficientnet_b0", _A.EfficientNetB0, 224, "none", "top_activation",
+                     "efficientnetb0_notop.h5"),
+    )
+}
+
+#: the four backbones compared side by side in the original study
+FOUR = ("resnet50", "inception_v3", "xception", "vgg16")
+
+
+def get_architecture(name: str) -> Architecture:
+    """The architecture called ``name``; a clear error listing the known ones otherwise."""
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise CXRError(
+            f"unknown architecture {name!r}; choose one of: {', '.join(ARCHITECTURES)}"
+        ) from None
