@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 log = logging.getLogger(__name__)
 

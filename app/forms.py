@@ -1,7 +1,7 @@
 """The upload form (CSRF-protected), with clinical fields only when a model uses them."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired

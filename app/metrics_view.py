@@ -37,7 +37,7 @@ class Estimate:
     high: float | None = None
 
     @classmethod
-    def of(cls, raw: Any) -> "Estimate":
+    def of(cls, raw: Any) -> Estimate:
         """From ``{"value", "low", "high"}``, a bare number, or anything else (n/a)."""
         if isinstance(raw, dict):
             return cls(_number(raw.get("value")), _number(raw.get("low")), _number(raw.get("high")))

@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -165,7 +166,7 @@ class ModelBank:
         return list(dict.fromkeys(f for m in self.models for f in m.metadata_features))
 
     @classmethod
-    def from_dir(cls, path: str | os.PathLike, device: str = "auto", warmup: bool = True) -> "ModelBank":
+    def from_dir(cls, path: str | os.PathLike, device: str = "auto", warmup: bool = True) -> ModelBank:
         """Load every ``path/*/`` model once; a missing ``path`` gives an empty bank."""
         root = Path(path)
         if not root.is_dir():

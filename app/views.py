@@ -10,8 +10,8 @@ from werkzeug.exceptions import BadRequest
 from app import state
 from app.cards import metric_rows, short_card
 from app.compare_report import load_report
-from app.metrics_view import test_summary
 from app.forms import AUTO, metadata_values
+from app.metrics_view import test_summary
 from app.uploads import ALLOWED_EXTENSIONS, check_type
 
 bp = Blueprint("views", __name__)

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_app.py --n 30 --json out/bench_app.json
     python benchmarks/bench_app.py --n 10 --profile      # cProfile of the heatmap request
+    python benchmarks/bench_app.py --n 10 --ab           # previous vs current heatmap path
 
 Builds ResNet50 (224), InceptionV3 (299), Xception (299) and VGG16 (224) with random weights
 (latency does not depend on the weights), saves them with cards into a models folder (kept
@@ -20,12 +21,13 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = ["No Finding", "Pneumonia", "COVID-19", "ARDS"]
@@ -105,7 +107,7 @@ def machine() -> dict[str, Any]:
 
 
 def run(models_dir: Path, n: int, warmup: int, profile: bool = False,
-        upload: str | None = None) -> dict[str, Any]:
+        upload: str | None = None, ab: bool = False) -> dict[str, Any]:
     """Load the bank once, then time both request kinds; returns the result dict."""
     from app import create_app
     from app.model_bank import ModelBank
@@ -120,7 +122,7 @@ def run(models_dir: Path, n: int, warmup: int, profile: bool = False,
                               "models": [f"{m.name} {m.card['input_size']}px" for m in bank],
                               "bank_load_s": round(load_s, 1), "warmup": warmup, "results": {}}
     for label, query in (("no_heatmaps", ""), ("heatmaps", "?heatmaps=1")):
-        times, body = timed(lambda: post(client, data, name, query), n, warmup)
+        times, body = timed(lambda q=query: post(client, data, name, q), n, warmup)
         stats = summarise(times)
         stats["target_p95_ms"] = TARGETS_MS[label]
         stats["met"] = stats["p95_ms"] <= TARGETS_MS[label]
@@ -132,10 +134,49 @@ def run(models_dir: Path, n: int, warmup: int, profile: bool = False,
     times, _ = timed(lambda: bank.prepare(data, name), n, 1)
     result["results"]["decode_and_preprocess_only"] = summarise(times)
     print(f"decode+preprocess only: median {result['results']['decode_and_preprocess_only']['median_ms']} ms")
+    if ab:
+        result["ab_heatmaps"] = ab_heatmaps(bank, data, name, n)
     if profile:
         result["profile"] = profile_request(client, data, name)
     result["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     return result
+
+
+def _previous_heatmap_path(m, image: np.ndarray) -> str:
+    """The app's heatmap path before the fused Grad-CAM (for --ab): two forward passes,
+    matplotlib's colormap call and PNG compression level 6."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    from app.model_bank import heatmap_index
+    from training.explain import gradcam
+
+    probs = m.infer(image[None].astype(np.float32))[0]
+    cam = gradcam(m.model, image, m.card["gradcam_layer"], heatmap_index(m.outputs, probs, None))
+    colour = colormaps["jet"](cam)[..., :3] * 255.0
+    blended = np.clip(np.rint(0.6 * image + 0.4 * colour), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(blended).save(buffer, "PNG")
+    return buffer.getvalue().hex()[:8]
+
+
+def ab_heatmaps(bank, data: bytes, name: str, n: int) -> dict[str, Any]:
+    """Previous vs current heatmap path, alternated request by request (fair under a noisy load)."""
+    inputs = bank.prepare(data, name)
+    paths = {"previous": lambda: [_previous_heatmap_path(m, inputs[m.name]) for m in bank],
+             "current": lambda: [bank._run(m, inputs[m.name], True, None, {}) for m in bank]}
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    for fn in paths.values():
+        fn()                                                   # warm-up / tracing
+    for _ in range(n):
+        for key, fn in paths.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    out = {k: summarise(v) for k, v in times.items()}
+    print(f"A/B heatmap models only (no decode): previous median {out['previous']['median_ms']} ms, "
+          f"current median {out['current']['median_ms']} ms", flush=True)
+    return out
 
 
 def profile_request(client, data: bytes, name: str, n: int = 5) -> str:
@@ -161,13 +202,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=30, help="timed requests per kind (default 30)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--upload", help="image to post (default: a synthetic 2048x1792 JPEG)")
+    ap.add_argument("--ab", action="store_true",
+                    help="also time the previous heatmap path against the current one, alternated")
     ap.add_argument("--profile", action="store_true", help="also cProfile 5 heatmap requests")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     with tempfile.TemporaryDirectory(prefix="cxrlab-bench-") as tmp:
         models_dir = make_models(Path(args.models_dir or Path(tmp) / "models"))
-        result = run(models_dir, args.n, args.warmup, args.profile, args.upload)
+        result = run(models_dir, args.n, args.warmup, args.profile, args.upload, args.ab)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -25,11 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from benchmarks.bench_app import machine, make_models, sample_upload  # noqa: E402
-from tests.app.servers import gunicorn_server  # noqa: E402
-
+from benchmarks.bench_app import machine, make_models, sample_upload
+from tests.app.servers import gunicorn_server
 
 BACKOFF_S = 1.0
 

@@ -31,7 +31,7 @@ def _parts(text: str) -> tuple[float, float, float]:
     return tuple(v / total for v in vals)  # type: ignore[return-value]
 
 
-def _data_args(p: argparse.ArgumentParser, required: bool = True, on_error: str = "raise") -> None:
+def _data_args(p: argparse.ArgumentParser, required: bool = True, on_error: str = "skip") -> None:
     p.add_argument("--data", action="append", required=required, metavar="DIR",
                    help="dataset folder or CSV (repeat to combine several)")
     p.add_argument("--format", dest="fmt", default="auto", help="auto | ieee8023 | folder | csv")
@@ -50,7 +50,22 @@ def _load_data(args: argparse.Namespace):
         opts["views"] = tuple(v.strip() for v in args.views.split(","))
     if args.modalities:
         opts["modalities"] = tuple(v.strip() for v in args.modalities.split(","))
-    return load_datasets(args.data, fmt=args.fmt, on_error=args.on_error, **opts)
+    ds = load_datasets(args.data, fmt=args.fmt, on_error=args.on_error, **opts)
+    report_skipped(ds.skipped)
+    return ds
+
+
+def report_skipped(skipped: list[dict]) -> None:
+    """Say loudly which rows were left out and why (they are also in every report)."""
+    if not skipped:
+        return
+    reasons: dict[str, int] = {}
+    for row in skipped:
+        key = str(row.get("reason", "?")).split(":")[0][:80]
+        reasons[key] = reasons.get(key, 0) + 1
+    lines = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    print(f"WARNING: {len(skipped)} row(s) skipped ({lines}). They are listed in the dataset "
+          "report; pass --on-error raise to stop on them instead.", file=sys.stderr)
 
 
 def save_resolved(args: argparse.Namespace | dict, out_dir: str | Path, name: str = "config.yaml") -> Path:
@@ -310,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("report", cmd_report, "dataset report: figures and an HTML page")
-    _data_args(p, on_error="skip")  # the report's job is to count missing/bad files
+    _data_args(p)
     p.add_argument("--split", help="a saved split CSV: adds per-part tables")
     p.add_argument("--out", required=True)
 

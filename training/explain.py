@@ -2,6 +2,8 @@
 
 Every saved model takes uint8-valued images ``(B, S, S, 3)``; :func:`gradcam` takes one
 such image and returns an ``(S, S)`` heatmap in [0, 1] for one output class.
+``explainer(model, layer).explain(image)`` returns the probabilities, the heatmap and the
+explained class from one compiled call (one forward pass; the app uses it).
 Gradients use ``tf.GradientTape``, so this module needs the TensorFlow backend.
 """
 from __future__ import annotations
@@ -12,13 +14,12 @@ import io
 import threading
 import weakref
 
-import numpy as np
-
 import keras
+import numpy as np
 
 _CACHE_LOCK = threading.Lock()
 #: model -> {layer name: GradCAM}; weak so that a dropped model frees its graph.
-_CACHE: "weakref.WeakKeyDictionary[keras.Model, dict[str, GradCAM]]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[keras.Model, dict[str, GradCAM]] = weakref.WeakKeyDictionary()
 
 
 def _require_tensorflow():
@@ -66,8 +67,8 @@ class GradCAM:
         image = np.asarray(image_uint8)
         if image.shape != (*self.size, 3):
             raise ValueError(f"Grad-CAM expects an image of shape {(*self.size, 3)}, got {image.shape}")
-        k = -1 if class_index is None else int(class_index)
-        if not -1 <= k < self.n_outputs:
+        k = -1 if class_index is None else int(class_index)   # -1: chosen in the graph
+        if class_index is not None and not 0 <= k < self.n_outputs:
             raise ValueError(f"class_index {class_index} out of range for {self.n_outputs} outputs")
         mask = np.ones(self.n_outputs, bool) if candidates is None else np.asarray(candidates, bool)
         if mask.shape != (self.n_outputs,) or not mask.any():

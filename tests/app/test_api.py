@@ -5,8 +5,12 @@ import base64
 import io
 import threading
 
-
-from tests.helpers.images import write_dicom, write_image, write_not_image, write_truncated
+from tests.helpers.images import (
+    write_dicom,
+    write_image,
+    write_not_image,
+    write_truncated,
+)
 
 
 def post(client, path, name=None, data=None, query=""):

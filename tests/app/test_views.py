@@ -7,7 +7,12 @@ import re
 import pytest
 
 from tests.app.conftest import upload
-from tests.helpers.images import write_dicom, write_image, write_not_image, write_truncated
+from tests.helpers.images import (
+    write_dicom,
+    write_image,
+    write_not_image,
+    write_truncated,
+)
 
 DISCLAIMER = "Research tool, not a diagnostic device"
 MAKERS = {

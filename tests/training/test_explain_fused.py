@@ -47,8 +47,9 @@ def test_automatic_class_is_top_candidate(model, mask):
 def test_explain_errors(model):
     cam = explainer(model, "last_conv")
     assert explainer(model, "last_conv") is cam       # compiled once, cached
-    with pytest.raises(ValueError, match="out of range"):
-        cam.explain(_image(), 4)
+    for bad in (4, -1):
+        with pytest.raises(ValueError, match="out of range"):
+            cam.explain(_image(), bad)
     with pytest.raises(ValueError, match="non-empty mask"):
         cam.explain(_image(), None, [False] * 4)
     with pytest.raises(ValueError, match="non-empty mask"):

@@ -219,6 +219,8 @@ def _create(resolved: str, devices: Sequence[str] | None) -> Distribution:
 def _data_parallel(devices: Sequence[str] | None) -> Distribution:
     import jax
 
+    if os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"):  # several hosts: join the job first
+        keras.distribution.initialize()
     dist = keras.distribution.DataParallel(devices=list(devices) if devices else None)
     replicas = len(devices) if devices else len(keras.distribution.list_devices())
     index = jax.process_index()

@@ -52,3 +52,17 @@ def test_accumulation_is_off_by_default_and_recorded():
     assert make_optimizer(cfg, 1e-3, 10, 1).gradient_accumulation_steps == 4
     facts = run_facts(cfg, Distribution("none"))
     assert (facts["global_batch"], facts["effective_batch"], facts["lr_used"]) == (2, 8, 1e-3)
+
+
+def test_per_update_schedule_round_trips_and_counts_updates():
+    from training.engine.schedule import PerUpdate, warmup_cosine
+
+    cfg = TrainConfig(accumulate=3)
+    opt = make_optimizer(cfg, 0.1, steps=9, epochs=2)
+    assert isinstance(opt._learning_rate, PerUpdate)
+    again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+    inner = warmup_cosine(0.1, 3, 2, cfg.warmup_epochs)
+    for step in (0, 2, 3, 8, 17):
+        expected = float(inner(step // 3))
+        assert float(again._learning_rate(step)) == pytest.approx(expected)
+        assert float(opt._learning_rate(step)) == pytest.approx(expected)
