@@ -22,8 +22,8 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -52,8 +52,8 @@ def _summary(times: list[float]) -> dict:
 
 def bench_arch(arch: str, n: int, warmup: int, batch: int) -> dict:
     """Latency of the three call styles and batch throughput for one backbone."""
-    import numpy as np
     import keras
+    import numpy as np
     import tensorflow as tf
 
     from training.models.build import build_model

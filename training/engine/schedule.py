@@ -42,5 +42,5 @@ class PerUpdate(keras.optimizers.schedules.LearningRateSchedule):
         return {"schedule": keras.saving.serialize_keras_object(self.schedule), "steps": self.steps}
 
     @classmethod
-    def from_config(cls, config: dict) -> "PerUpdate":
+    def from_config(cls, config: dict) -> PerUpdate:
         return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["steps"])

@@ -1,7 +1,7 @@
 """Gradient accumulation: k small batches give the update of one k-times-bigger batch."""
+import keras
 import numpy as np
 import pytest
-import keras
 
 from training.config import TrainConfig
 from training.engine.distribute import Distribution

@@ -140,7 +140,7 @@ def _run_all(cmds: list[tuple[list[str], dict]], log_dir: Path) -> None:
     procs = []
     try:
         for i, (cmd, env) in enumerate(cmds):
-            log = open(log_dir / f"proc{i}.log", "w")
+            log = open(log_dir / f"proc{i}.log", "w")  # noqa: SIM115  closed in finally
             procs.append((subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT), **env}, stdout=log,
                                            stderr=subprocess.STDOUT, cwd=ROOT), log))
         deadline = time.monotonic() + TIMEOUT_S
