@@ -26,6 +26,7 @@ dev: $(VENV)/.installed-dev
 ## models, evaluate on the held-back test part, then serve the app on 127.0.0.1.
 demo: $(VENV)/.installed
 	$(PY) -m training demo $(foreach d,$(DATA),--data $(d)) --out $(OUT)
+	@echo "cxrlab web app: http://127.0.0.1:$(PORT)  (models: $(OUT)/models; Ctrl-C to stop)"
 	CXRLAB_MODELS_DIR=$(OUT)/models CXRLAB_COMPARE_DIR=$(OUT)/compare CXRLAB_BIND=127.0.0.1:$(PORT) \
 		$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 

@@ -128,7 +128,8 @@ def compare_view(summary: Any) -> CompareView | None:
     best = summary.get("best")
     return CompareView(
         test_set=summary.get("test_set"), split=summary.get("split"),
-        split_sha256=_split_sha256(summary.get("split")), part=summary.get("part"),
+        split_sha256=summary.get("split_sha256") or _split_sha256(summary.get("split")),
+        part=summary.get("part"),
         n_images=summary.get("n_images"), n_patients=summary.get("n_patients"),
         n_boot=summary.get("n_boot"), best=best, split_mismatch=bool(summary.get("split_mismatch")),
         outputs=outputs, models=[_column(r, outputs, best, paired) for r in rows],

@@ -1,6 +1,7 @@
 """Command line: builds a config from arguments, calls the library, saves the resolved config.
 
-Commands: report | split | train | train-all | evaluate | compare | predict | models | download | demo
+Commands: report | split | train | train-all | evaluate | compare | predict | models | shortcuts |
+clinical | semi | download | demo
 """
 from __future__ import annotations
 

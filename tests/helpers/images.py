@@ -35,7 +35,6 @@ def write_image(path: str | Path, mode: str = "L", h: int = 48, w: int = 64, see
 def write_dicom(path: str | Path, h: int = 48, w: int = 64, seed: int = 0, bits_stored: int = 12,
                 photometric: str = "MONOCHROME2", patient_name: str = "Doe^Jane") -> Path:
     """Write a minimal valid DICOM (uint16 pixels, ``bits_stored`` significant bits)."""
-    import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 

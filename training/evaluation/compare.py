@@ -144,7 +144,8 @@ def compare_models(model_dirs: Sequence[str | Path], data: Sequence[str], split:
                for j, o in enumerate(first.outputs)]
     df = pd.DataFrame(rows)
     df.to_csv(out / "compare.csv", index=False)
-    summary = rounded({"split": evs.split, "part": evs.part, "test_set": evs.test_set,
+    summary = rounded({"split": evs.split, "split_sha256": (first.card.get("split") or {}).get("sha256"),
+                       "part": evs.part, "test_set": evs.test_set,
                        "data": list(data), "n_images": int(len(Y)),
                        "n_patients": int(pd.Series(groups).nunique()), "n_boot": n_boot,
                        "seed": SEED, "split_mismatch": mismatch, "best": best, "paired": paired,

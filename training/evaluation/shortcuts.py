@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from training.errors import CXRError, DataError
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from training.clinical.experiments import ExperimentConfig, image_statistics, run_fusion, \
-    run_prognosis, run_severity, summary
+    run_prognosis, summary
 from training.cli import main
 
 

@@ -431,7 +431,6 @@ def test_load_split_warns_or_raises_on_identical_content_across_parts(dup_ds, tm
 
 
 def test_content_hashing_of_5000_files_is_fast(tmp_path):
-    import time
 
     from training.data.splits import file_digests
 

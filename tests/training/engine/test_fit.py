@@ -58,6 +58,8 @@ def test_frozen_feature_cache_learns_and_saves(folder, cache, tmp_path, caplog):
     hist = pd.read_csv(out / "history.csv")
     assert len(hist) == 25 and hist["loss"].iloc[-5:].mean() < hist["loss"].iloc[:3].mean()
     assert {"val_loss", "val_accuracy", "images_per_s", "epoch_seconds"} <= set(hist.columns)
+    # TensorBoard event files (tensorboard is a pinned requirement, so this is not optional)
+    assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard logs written"
     model, card = load_model(out)
     assert card["outputs"] == ["Normal", "Pneumonia"] and card["kind"] == "single"
     assert card["training"]["feature_cache"] is True and card["training"]["arch"] == "vgg16"
