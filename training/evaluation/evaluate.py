@@ -222,10 +222,11 @@ def model_thresholds(lm: LoadedModel, evs: EvalSet, seen: pd.DataFrame | None,
                      batch_size: int = 32) -> dict[str, Any]:
     """Per-output thresholds chosen on the model's validation part (recomputed), and how.
 
-    single (softmax): argmax, no thresholds. No validation data: the card's thresholds,
-    and the result says so.
+    single (softmax) with more than two classes: argmax, no thresholds; with two classes, the
+    positive (second) class's threshold. No validation data: the card's thresholds, and the
+    result says so.
     """
-    if lm.kind == "single":
+    if lm.kind == "single" and len(lm.outputs) != 2:
         return {"method": "argmax (softmax)", "source": None, "values": None}
     label = f"{method}" if target_sensitivity is None else f"sensitivity >= {target_sensitivity}"
     if method == "fixed":
@@ -239,8 +240,9 @@ def model_thresholds(lm: LoadedModel, evs: EvalSet, seen: pd.DataFrame | None,
     probs, errors = predict_paths([lm], val.meta["path"].astype(str).tolist(), batch_size)
     ok = np.array([e is None for e in errors])
     Y, P = task_targets(val, lm.card)[ok], probs[0][ok]
-    values = {o: choose_threshold(Y[:, j], P[:, j], method, target_sensitivity)
-              for j, o in enumerate(lm.outputs)}
+    outputs = lm.outputs[1:] if lm.kind == "single" else lm.outputs  # 2-class softmax: positive class
+    values = {o: choose_threshold(Y[:, lm.outputs.index(o)], P[:, lm.outputs.index(o)], method,
+                                  target_sensitivity) for o in outputs}
     return {"method": f"{label} on validation", "source": f"validation part of the model's split, "
             f"from {where}", "n_validation": int(ok.sum()), "values": values}
 

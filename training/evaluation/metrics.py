@@ -112,11 +112,27 @@ def thresholds_array(thresholds: float | Sequence[float] | dict[str, float] | No
     return t.copy()
 
 
+def single_label_classes(P: np.ndarray, thresholds: Any, names: Sequence[str]) -> np.ndarray:
+    """Class index per row of softmax scores ``P``.
+
+    Two classes with a threshold for the second (positive) class, e.g. chosen by Youden on
+    validation: positive when its probability reaches the threshold. Otherwise the argmax
+    (a softmax's argmax equals a 0.5 threshold only for two classes, and says nothing about
+    the operating point the validation data favour).
+    """
+    P = np.asarray(P, dtype=np.float64)
+    if len(names) == 2 and isinstance(thresholds, dict) and thresholds.get(names[1]) is not None:
+        return (P[:, 1] >= float(thresholds[names[1]])).astype(np.int64)
+    return P.argmax(axis=1) if len(P) else np.zeros(0, np.int64)
+
+
 def predictions(P: np.ndarray, kind: str, thresholds: Any, names: Sequence[str]) -> np.ndarray:
-    """0/1 predictions ``(N, C)``: scores over their thresholds, or one-hot argmax (single)."""
+    """0/1 predictions ``(N, C)``: scores over their thresholds, or one-hot classes (single)."""
     P = np.asarray(P, dtype=np.float64)
     if kind == "single":
-        return np.eye(len(names), dtype=np.int64)[P.argmax(axis=1)] if len(P) else np.zeros(P.shape, np.int64)
+        if not len(P):
+            return np.zeros(P.shape, np.int64)
+        return np.eye(len(names), dtype=np.int64)[single_label_classes(P, thresholds, names)]
     return (P >= thresholds_array(thresholds, names)[None, :]).astype(np.int64)
 
 
@@ -137,16 +153,18 @@ def multilabel_metrics(Y: np.ndarray, P: np.ndarray, thresholds: Any, names: Seq
             "macro": _macro(per), "micro": micro}
 
 
-def multiclass_metrics(Y_onehot: np.ndarray, P: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
-    """Softmax outputs: argmax prediction; per-class one-vs-rest metrics, macro, micro, KxK CM.
+def multiclass_metrics(Y_onehot: np.ndarray, P: np.ndarray, names: Sequence[str],
+                       thresholds: Any = None) -> dict[str, Any]:
+    """Softmax outputs: per-class one-vs-rest metrics, macro, micro, KxK confusion matrix.
 
-    Rows whose label is unknown (any NaN) are ignored.
+    The predicted class is the argmax, or for two classes the positive class's threshold
+    (:func:`single_label_classes`). Rows whose label is unknown (any NaN) are ignored.
     """
     Y, P = _as_2d(Y_onehot, P, names)
     known = ~np.isnan(Y).any(axis=1)
     Y, P = Y[known], P[known]
     k = len(names)
-    true, pred = Y.argmax(axis=1), P.argmax(axis=1)
+    true, pred = Y.argmax(axis=1), single_label_classes(P, thresholds, names)
     onehot_pred = np.eye(k, dtype=np.int64)[pred]
     per = {n: binary_metrics(Y[:, j], P[:, j], None, pred=onehot_pred[:, j])
            for j, n in enumerate(names)}
@@ -167,7 +185,7 @@ def compute_metrics(Y: np.ndarray, P: np.ndarray, kind: str, names: Sequence[str
     if kind == "multilabel":
         return multilabel_metrics(Y, P, thresholds, names, pred)
     if kind == "single":
-        return multiclass_metrics(Y, P, names)
+        return multiclass_metrics(Y, P, names, thresholds)
     raise ValueError(f"kind must be 'multilabel' or 'single', got {kind!r}")
 
 

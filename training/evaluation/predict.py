@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from training.errors import CXRError, DataError
+from training.evaluation import metrics as M
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,8 @@ def predicted_findings(p: np.ndarray, m: LoadedModel) -> list[str | None]:
         elif m.kind == "multilabel":
             out.append(";".join(n for n, v, t in zip(names, row, thr) if v >= t))
         else:
-            out.append(names[int(np.argmax(row))])
+            thresholds = {names[-1]: thr[-1]} if len(names) == 2 else None
+            out.append(names[int(M.single_label_classes(row[None, :], thresholds, names)[0])])
     return out
 
 

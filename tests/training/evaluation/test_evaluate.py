@@ -50,7 +50,7 @@ def test_report_contains_the_numbers_of_metrics_json(internal):
     assert len(numbers) > 30
     for v in numbers:
         assert f"{v:.4f}" in html
-    for text in ("internal", "Research tool", "patients", "argmax", str(data["n_images"])):
+    for text in ("internal", "Research tool", "patients", data["thresholds"]["method"], str(data["n_images"])):
         assert text in html
 
 

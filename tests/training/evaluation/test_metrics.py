@@ -110,3 +110,18 @@ def test_negative_class_view():
     direct = M.binary_metrics(1 - y, 1 - p, None, pred=(p < 0.5).astype(int))
     for k in ("precision", "recall", "specificity", "npv", "f1", "roc_auc"):
         assert neg[k] == pytest.approx(direct[k])
+
+
+def test_two_class_softmax_uses_the_positive_class_threshold():
+    from training.evaluation.metrics import multiclass_metrics, single_label_classes
+
+    names = ["Normal", "Pneumonia"]
+    P = np.array([[0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+    Y = np.array([[1, 0], [0, 1], [0, 1]], dtype=float)
+    assert single_label_classes(P, None, names).tolist() == [0, 0, 1]          # argmax
+    assert single_label_classes(P, {"Pneumonia": 0.35}, names).tolist() == [0, 1, 1]
+    m = multiclass_metrics(Y, P, names, {"Pneumonia": 0.35})
+    assert m["accuracy"] == 1.0 and m["per_output"]["Pneumonia"]["recall"] == 1.0
+    # three classes: always the argmax, whatever thresholds are given
+    P3 = np.array([[0.5, 0.3, 0.2]])
+    assert single_label_classes(P3, {"b": 0.1, "c": 0.1}, ["a", "b", "c"]).tolist() == [0]
