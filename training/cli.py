@@ -227,8 +227,8 @@ def cmd_shortcuts(args: argparse.Namespace) -> int:
             result = shortcuts.leave_one_source_out(args.data, task=args.task, **feats, **common)
     save_resolved(args, args.out, f"{args.check}.config.yaml")
     print(f"shortcut check '{args.check}': {args.out}")
-    if isinstance(result, dict) and result.get("warning"):
-        print(f"WARNING: {result['warning']}")
+    for line in (result.get("summary") or []) if isinstance(result, dict) else []:
+        print(line)
     return 0
 
 
