@@ -71,10 +71,11 @@ def load_images(paths: Sequence[str], cfg: ExperimentConfig) -> tuple[np.ndarray
 
 def image_statistics(images: np.ndarray) -> np.ndarray:
     """Intensity histogram and GRID x GRID regional means + std per image, ``(N, 16+16+2)``."""
+    from training.evaluation.shortcuts import intensity_histogram
+
     x = np.asarray(images)[..., 0].astype(np.float32) / 255.0
     n, s = x.shape[:2]
-    bins = np.minimum((x * HIST_BINS).astype(np.int64), HIST_BINS - 1).reshape(n, -1)
-    hist = np.stack([np.bincount(b, minlength=HIST_BINS) for b in bins]) / (s * s)
+    hist = intensity_histogram(x, HIST_BINS)
     cut = np.linspace(0, s, GRID + 1).astype(int)
     grid = [x[:, cut[i]:cut[i + 1], cut[j]:cut[j + 1]].mean(axis=(1, 2))
             for i in range(GRID) for j in range(GRID)]
@@ -111,12 +112,12 @@ def _ci_text(d: dict[str, Any]) -> str:
 
 
 def write_results(results: dict[str, Any], out: str | Path) -> Path:
-    from training.models.card import _jsonable
+    from training.models.card import jsonable
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
-    path.write_text(json.dumps(_jsonable(results), indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(jsonable(results), indent=2, allow_nan=False) + "\n")
     return path
 
 

@@ -73,6 +73,13 @@ def original_size(path: str) -> tuple[float, float]:
         return float("nan"), float("nan")
 
 
+def intensity_histogram(x: np.ndarray, bins: int) -> np.ndarray:
+    """Per-image histogram ``(N, bins)`` of grey levels ``x`` in [0, 1] (fractions of pixels)."""
+    n = len(x)
+    idx = np.minimum((x * bins).astype(np.int64), bins - 1).reshape(n, -1)
+    return np.stack([np.bincount(i, minlength=bins) for i in idx]) / idx.shape[1]
+
+
 def image_statistics(images: np.ndarray, paths: Sequence[str]) -> np.ndarray:
     """Cheap acquisition features per image, ``(N, 32 + 10 + 4)`` float32.
 
@@ -82,8 +89,7 @@ def image_statistics(images: np.ndarray, paths: Sequence[str]) -> np.ndarray:
     """
     x = np.asarray(images)[..., 0].astype(np.float32) / 255.0
     n, s = x.shape[:2]
-    bins = np.minimum((x * HIST_BINS).astype(np.int64), HIST_BINS - 1).reshape(n, -1)
-    hist = np.stack([np.bincount(b, minlength=HIST_BINS) for b in bins]) / (s * s)
+    hist = intensity_histogram(x, HIST_BINS)
     b = max(1, int(round(s * BORDER)))
     bands = [x[:, :b], x[:, -b:], x[:, :, :b], x[:, :, -b:], x[:, b:-b, b:-b] if s > 2 * b else x]
     band_stats = [f(a.reshape(n, -1), axis=1) for a in bands for f in (np.mean, np.std)]

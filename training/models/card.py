@@ -216,19 +216,20 @@ def _fsync(path: Path) -> None:
 def _write_json(obj: Any, path: Path) -> None:
     """Strict JSON (NaN/inf → null, numpy → Python), flushed to disk before the rename."""
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(_jsonable(obj), f, indent=2, allow_nan=False)
+        json.dump(jsonable(obj), f, indent=2, allow_nan=False)
         f.write("\n")
         f.flush()
         os.fsync(f.fileno())
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """JSON-safe copy: numpy to Python, NaN/inf to None, tuples to lists, paths to str."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):

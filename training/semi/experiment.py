@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from training.errors import DataError
+from training.models.card import jsonable
 from training.semi.model import small_cnn
 from training.semi.pseudo_label import SelfTrainConfig, fit_model, predict, self_train
 
@@ -216,11 +217,11 @@ def run_experiment(cfg: SemiConfig) -> dict[str, Any]:
     masks = nested_fractions(data.patients["train"][train_known], data.y["train"][train_known],
                              cfg.fractions, cfg.seed)
     runs = [_one_fraction(cfg, tcfg, data, f, _in_train(train_known, masks[f])) for f in cfg.fractions]
-    results = {"config": _jsonable(asdict(cfg)), "classes": data.classes, "classes_dropped": data.dropped,
+    results = {"config": jsonable(asdict(cfg)), "classes": data.classes, "classes_dropped": data.dropped,
                "kind": data.kind, "model": "small_cnn (trained from scratch, no pretrained weights)",
                "split": data.split_counts, "skipped": data.skipped, "runs": runs,
                "seconds": round(time.time() - start, 1), "versions": {"keras": keras.__version__}}
-    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=2))
+    (out / "results.json").write_text(json.dumps(jsonable(results), indent=2))
     plot_label_efficiency(results, out / "label_efficiency.png")
     return results
 
@@ -270,19 +271,6 @@ def _one_fraction(cfg: SemiConfig, tcfg: SelfTrainConfig, data: Data, fraction: 
                                               data.kind, cfg.n_boot, cfg.seed)
     log.info("fraction %.2f self-training: AUC %.3f", fraction, entry["self_training"]["auc"]["value"])
     return entry
-
-
-def _jsonable(obj: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python, NaN/inf to None, tuples to lists."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
 
 
 # ------------------------------------------------------------------ figure
