@@ -6,13 +6,8 @@ a small from-scratch setting is used instead; the demo says which one it ran.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-from training.errors import CXRError
-
-log = logging.getLogger(__name__)
 
 #: Offline fallback: from scratch at a small input size (InceptionV3/Xception need >= 75 px).
 SCRATCH_SIZE = 96
@@ -35,16 +30,9 @@ class DemoConfig:
 
 def imagenet_available(archs: tuple[str, ...]) -> bool:
     """True when every backbone's ImageNet weights are cached or downloadable now."""
-    from training.models.build import build_model
+    from training.models.weights import imagenet_obtainable
 
-    try:
-        for arch in archs:
-            build_model(arch, ["a", "b"], "multilabel", input_size=75 if arch in ("inception_v3", "xception") else 32,
-                        mode="frozen", weights="imagenet")
-    except CXRError as exc:
-        log.warning("ImageNet weights unavailable: %s", exc)
-        return False
-    return True
+    return all(imagenet_obtainable(arch) for arch in archs)
 
 
 def run_demo(cfg: DemoConfig) -> Path:
