@@ -1,27 +1,32 @@
-"""Training-throughput benchmark: model only vs a plain input pipeline vs the cxrlab trainer path.
+"""Training-throughput benchmark: model only vs a plain input pipeline vs the cxrlab trainer.
 
-For each backbone (in its own subprocess, so peak memory is per backbone) three ways to feed
-the same train step (``model.fit``, all layers trainable, random init):
+For each backbone, three ways to train the same network (random init, all layers trainable),
+each in its own subprocess (so peak memory is per backbone and mode):
 
-* ``model``: one batch of host uint8 images already in memory, fed again and again (the
-  ceiling: no decoding, no pipeline);
-* ``plain``: what a user would write first: a ``keras.utils.PyDataset`` that opens and
-  decodes the JPEGs with PIL every batch into float32 (no cache);
-* ``trainer``: the project's path: images preprocessed once into the ``ImageCache``, then
-  ``ArrayBatches`` (uint8) through the augmentation wrapper on the device.
+* ``model``: one batch of host uint8 images already in memory, fed again and again through
+  ``model.fit`` (the ceiling: no decoding, no pipeline, no callbacks);
+* ``plain``: what a user writes first: a ``keras.utils.PyDataset`` that opens and decodes the
+  JPEGs with PIL every batch into float32 (no cache, no workers), same ``model.fit``;
+* ``trainer``: the project's trainer end to end, ``training.engine.fit.train`` on the same
+  files as a dataset (task ``pneumonia``, mode ``scratch``, augmentation on, its callbacks,
+  validation every epoch, backups at the default interval): images preprocessed once into the
+  image cache, uint8 batches, augmentation on the device. Its throughput is the training rows
+  divided by the wall time of an epoch (validation and callbacks included), epochs after the
+  first (compilation) only.
 
-Reports images/s, seconds per epoch (``--epoch-images``, default 5216 = Kermany train) and
-peak memory (JAX: device ``peak_bytes_in_use``; else the process's peak RSS), and checks
-the targets of docs/scaling.md (resnet50: trainer ≥ 90 % of model-only, ≥ 2× plain).
+Reports images/s, seconds per epoch of ``--epoch-images`` (default 5216 = Kermany train),
+peak memory (JAX: device ``peak_bytes_in_use``; else the process's peak RSS) and the targets
+of docs/scaling.md (resnet50: trainer >= 90 % of model-only and >= 2x plain). The JSON is
+rewritten after every backbone, so a run cut short keeps what it measured.
 
-GPU (device machine, JAX backend)::
+GPU (device machine, JAX backend; see benchmarks/device/)::
 
-    KERAS_BACKEND=jax python benchmarks/bench_train.py --data ../shared/data/kermany-pneumonia \\
+    KERAS_BACKEND=jax python benchmarks/bench_train.py --data .benchdata/kermany \\
         --batch 128 --steps 30 --json bench_train.json
 
-CPU smoke run (no data needed: synthetic JPEGs are written to a temp folder)::
+CPU smoke run (no data needed: synthetic JPEGs in NORMAL/ and PNEUMONIA/ folders)::
 
-    python benchmarks/bench_train.py --archs resnet50 --img-size 64 --batch 8 --steps 3
+    python benchmarks/bench_train.py --archs vgg16 --img-size 32 --batch 4 --steps 2 --epochs 2
 """
 from __future__ import annotations
 
@@ -49,27 +54,39 @@ KERMANY_TRAIN = 5216
 
 
 # ------------------------------------------------------------------ data
-def jpeg_files(data: str | None, n: int, tmp: Path) -> list[str]:
-    """Up to ``n`` JPEGs under ``data``; without ``data``, ``n`` synthetic 512 px JPEGs in ``tmp``."""
+def jpeg_files(data: str | None, n: int | None, tmp: Path) -> list[str]:
+    """JPEGs under ``data`` (at most ``n``); without ``data``, ``n`` synthetic 512 px JPEGs.
+
+    Synthetic files go to ``tmp/NORMAL`` and ``tmp/PNEUMONIA`` so the trainer reads them as a
+    folder dataset (one patient per file).
+    """
     if data:
         files = sorted(str(p) for p in Path(data).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
         if not files:
             raise SystemExit(f"error: no JPEG files under {data}")
-        return files[:n]
+        return files[:n] if n else files
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(0)
     out = []
-    for i in range(n):
-        path = tmp / f"synthetic{i:04d}.jpg"
+    for i in range(n or 64):
+        folder = tmp / ("NORMAL" if i % 2 else "PNEUMONIA")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"synthetic{i:04d}.jpeg"
         Image.fromarray(rng.integers(0, 255, (512, 512), dtype=np.uint8)).save(path, quality=90)
         out.append(str(path))
     return out
 
 
-def _cycle(dataset, steps: int):
-    """A PyDataset of ``steps`` batches cycling over ``dataset`` (fewer images than steps × batch)."""
+def _targets(n: int):
+    import numpy as np
+
+    return np.eye(2, dtype="float32")[np.arange(n) % 2]
+
+
+def _cycle(batches, steps: int):
+    """A PyDataset of ``steps`` batches cycling over ``batches`` (anything indexable)."""
     import keras
 
     class Cycle(keras.utils.PyDataset):
@@ -77,7 +94,7 @@ def _cycle(dataset, steps: int):
             return steps
 
         def __getitem__(self, i: int):
-            return dataset[i % len(dataset)]
+            return batches[i % len(batches)]
 
     return Cycle()
 
@@ -101,13 +118,7 @@ class PlainJPEGs:
         return x, _targets(len(x))
 
 
-def _targets(n: int):
-    import numpy as np
-
-    return np.eye(2, dtype="float32")[np.arange(n) % 2]
-
-
-# ------------------------------------------------------------------ one backbone
+# ------------------------------------------------------------------ measurements
 def _peak_memory() -> dict:
     import keras
 
@@ -121,21 +132,23 @@ def _peak_memory() -> dict:
     return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def _timed_fit(model, dataset, steps: int, warmup: int) -> float:
-    """Seconds for ``steps`` train steps after ``warmup`` untimed ones (compilation), one fit."""
+def _device() -> str:
     import keras
 
-    marks: dict[str, float] = {}
+    if keras.backend.backend() == "jax":
+        import jax
 
-    class Clock(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            if batch == warmup - 1:
-                float(keras.ops.convert_to_numpy((logs or {})["loss"]))  # wait for the device
-                marks["start"] = time.perf_counter()
+        return jax.devices()[0].device_kind
+    return platform.processor() or platform.machine()
 
-    history = model.fit(_cycle(dataset, warmup + steps), epochs=1, verbose=0, callbacks=[Clock()])
-    float(history.history["loss"][-1])
-    return time.perf_counter() - marks["start"]
+
+def _precision(setting: str) -> str:
+    import keras
+
+    if setting != "auto":
+        return setting
+    gpu = keras.backend.backend() == "jax" and any(d.platform == "gpu" for d in __import__("jax").devices())
+    return "mixed_bfloat16" if gpu else "float32"
 
 
 def _compiled(model, accumulate: int):
@@ -150,53 +163,94 @@ def _compiled(model, accumulate: int):
     return model
 
 
-def run_one(arch: str, args: argparse.Namespace) -> list[dict]:
-    """Every mode of ``args.modes`` for one backbone; one row per mode."""
+def timed_fit(model, batches, steps: int, warmup: int) -> float:
+    """Seconds for ``steps`` train steps, after a first ``fit`` of ``warmup`` steps (compilation).
+
+    No callback has a batch hook, so on JAX the host queues steps without waiting for each; the
+    timed ``fit`` returns after its last step finished (the epoch's logs are read back).
+    """
+    model.fit(_cycle(batches, warmup), epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(_cycle(batches, steps), epochs=1, verbose=0)
+    return time.perf_counter() - start
+
+
+def run_model_or_plain(mode: str, arch: str, args: argparse.Namespace, files: list[str]) -> dict:
+    """Images/s of ``model.fit`` fed one in-memory batch (``model``) or PIL decoding (``plain``)."""
     import keras
     import numpy as np
 
-    from training.data.cache import ImageCache
-    from training.engine.augment import build_augmentation, with_augmentation
-    from training.engine.data import ArrayBatches
     from training.models.build import build_model
     from training.models.registry import get_architecture
-    from training.preprocess import PreprocessConfig
 
     size = args.img_size or get_architecture(arch).input_size
-    precision = args.precision
-    if precision == "auto":
-        gpu = keras.backend.backend() == "jax" and any(d.platform == "gpu" for d in __import__("jax").devices())
-        precision = "mixed_bfloat16" if gpu else "float32"
-    keras.mixed_precision.set_dtype_policy(precision)
-    model = build_model(arch, ["a", "b"], "single", size, mode="scratch", weights=None)
-    base = {"arch": arch, "size": size, "batch": args.batch, "accumulate": args.accumulate,
-            "precision": precision, "steps": args.steps, "backend": keras.backend.backend()}
-    rows = []
+    keras.mixed_precision.set_dtype_policy(_precision(args.precision))
+    model = _compiled(build_model(arch, ["a", "b"], "single", size, mode="scratch", weights=None),
+                      args.accumulate)
+    if mode == "model":
+        x = np.random.default_rng(0).integers(0, 255, (args.batch, size, size, 3), dtype=np.uint8)
+        batches = [(x, _targets(len(x)))]
+    else:
+        batches = PlainJPEGs(files, size, args.batch)
+    seconds = timed_fit(model, batches, args.steps, args.warmup)
+    return {"images_per_s": args.steps * args.batch / seconds, "timed_images": args.steps * args.batch}
+
+
+def run_trainer(arch: str, args: argparse.Namespace, data: str, tmp: Path) -> dict:
+    """The project's trainer end to end on ``data``; throughput of the epochs after the first."""
+    import keras
+
+    from training.config import TrainConfig
+    from training.engine.fit import train
+
+    marks: list[float] = []
+
+    class EpochClock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            marks.append(time.perf_counter())
+
+        def on_train_end(self, logs=None):
+            marks.append(time.perf_counter())
+
+    precision = _precision(args.precision)
+    cfg = TrainConfig(data=[data], task="pneumonia", arch=arch, mode="scratch", weights=None,
+                      img_size=args.img_size, epochs=args.epochs, batch_size=args.batch,
+                      accumulate=args.accumulate, augment=True, patience=0, warmup_epochs=0,
+                      mixed_precision="on" if precision.startswith("mixed") else "off",
+                      backup_interval=args.backup_every, workers=args.workers,
+                      cache_dir=str(tmp / "cache"), out=str(tmp / "run"), on_error="skip")
+    start = time.perf_counter()
+    out = train(cfg, callbacks=[EpochClock()], verbose=0)
+    total = time.perf_counter() - start
+    card = json.loads((out / "card.json").read_text())
+    rows = int(card["training"]["train_images_used"])
+    epochs = [b - a for a, b in zip(marks, marks[1:])]
+    steady = epochs[1:] or epochs
+    return {"images_per_s": rows / (sum(steady) / len(steady)), "train_rows": rows,
+            "val_rows": int(card["metrics"]["validation"].get("n_images", 0)),
+            "epoch_wall_s": [round(e, 3) for e in epochs], "prepare_s": round(marks[0] - start, 2),
+            "total_s": round(total, 2), "backup_every_s": args.backup_every,
+            "mixed_precision": card["training"]["mixed_precision"]}
+
+
+def run_one(arch: str, mode: str, args: argparse.Namespace) -> dict:
+    """One (backbone, mode) measurement, as a row."""
+    from training.models.registry import get_architecture
+
+    row = {"arch": arch, "mode": mode, "size": args.img_size or get_architecture(arch).input_size,
+           "batch": args.batch, "accumulate": args.accumulate, "precision": _precision(args.precision),
+           "steps": args.steps, "backend": os.environ["KERAS_BACKEND"], "device": _device()}
     with tempfile.TemporaryDirectory() as tmp:
-        files = jpeg_files(args.data, args.n_images or args.batch * 4, Path(tmp))
-        for mode in args.modes.split(","):
-            row = dict(base, mode=mode)
-            if mode == "model":
-                x = np.random.default_rng(0).integers(0, 255, (args.batch, size, size, 3), dtype=np.uint8)
-                seconds = _timed_fit(_compiled(model, args.accumulate), [(x, _targets(len(x)))],
-                                     args.steps, args.warmup)
-            elif mode == "plain":
-                seconds = _timed_fit(_compiled(model, args.accumulate), PlainJPEGs(files, size, args.batch),
-                                     args.steps, args.warmup)
-            elif mode == "trainer":
-                t0 = time.perf_counter()
-                images, _ = ImageCache(Path(tmp) / "cache").load(files, PreprocessConfig(size=size),
-                                                                 workers=os.cpu_count())
-                row["cache_build_s"] = round(time.perf_counter() - t0, 2)
-                wrapper = _compiled(with_augmentation(model, build_augmentation()), args.accumulate)
-                data = ArrayBatches(images, _targets(len(images)), args.batch, shuffle=True)
-                seconds = _timed_fit(wrapper, data, args.steps, args.warmup)
-            else:
-                raise SystemExit(f"error: unknown mode {mode!r}; choose from {', '.join(MODES)}")
-            ips = args.steps * args.batch / seconds
-            rows.append(row | {"images_per_s": round(ips, 2), "epoch_s": round(args.epoch_images / ips, 1),
-                               **_peak_memory()})
-    return rows
+        files = jpeg_files(args.data, args.n_images or (None if args.data else args.batch * 4), Path(tmp) / "jpegs")
+        if mode in ("model", "plain"):
+            row |= run_model_or_plain(mode, arch, args, files)
+        elif mode == "trainer":
+            row |= run_trainer(arch, args, args.data or str(Path(tmp) / "jpegs"), Path(tmp))
+        else:
+            raise SystemExit(f"error: unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    row["images_per_s"] = round(row["images_per_s"], 2)
+    row["epoch_s"] = round(args.epoch_images / row["images_per_s"], 2)
+    return row | _peak_memory()
 
 
 # ------------------------------------------------------------------ driver
@@ -204,7 +258,7 @@ def checks(rows: list[dict]) -> dict:
     """The targets of docs/scaling.md, per backbone with all three modes."""
     out = {}
     for arch in sorted({r["arch"] for r in rows}):
-        ips = {r["mode"]: r["images_per_s"] for r in rows if r["arch"] == arch}
+        ips = {r["mode"]: r["images_per_s"] for r in rows if r["arch"] == arch and "images_per_s" in r}
         if not set(MODES) <= set(ips):
             continue
         vs_model, vs_plain = ips["trainer"] / ips["model"], ips["trainer"] / ips["plain"]
@@ -213,52 +267,70 @@ def checks(rows: list[dict]) -> dict:
     return out
 
 
-def _subprocess_rows(arch: str, argv: list[str], timeout: float) -> list[dict]:
-    cmd = [sys.executable, __file__, *argv, "--one", arch]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+def _subprocess_row(arch: str, mode: str, argv: list[str], timeout: float) -> dict:
+    cmd = [sys.executable, __file__, *argv, "--one", f"{arch}:{mode}"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"arch": arch, "mode": mode, "error": f"timed out after {timeout:.0f} s"}
     rows = [json.loads(line[5:]) for line in proc.stdout.splitlines() if line.startswith("ROW: ")]
-    if proc.returncode != 0:
-        rows.append({"arch": arch, "error": proc.stderr.strip().splitlines()[-1:] or ["failed"]})
-    return rows
+    if proc.returncode != 0 or not rows:
+        return {"arch": arch, "mode": mode, "error": proc.stderr.strip().splitlines()[-3:] or ["failed"]}
+    return rows[0]
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", help="folder of JPEGs (e.g. Kermany); default: synthetic JPEGs")
+    ap.add_argument("--data", help="folder of JPEGs in class folders (Kermany layout); default: synthetic")
     ap.add_argument("--archs", default=DEFAULT_ARCHS)
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--img-size", type=int, help="default: each backbone's own input size")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--accumulate", type=int, default=1, help="gradient accumulation steps")
-    ap.add_argument("--steps", type=int, default=30, help="timed train steps per mode")
-    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation), >= 1")
-    ap.add_argument("--n-images", type=int, help="distinct images cycled (default 4 batches)")
+    ap.add_argument("--steps", type=int, default=30, help="timed train steps (model, plain)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation), >= 1")
+    ap.add_argument("--epochs", type=int, default=4, help="trainer epochs (the first is not timed)")
+    ap.add_argument("--backup-every", type=float, default=60.0, help="trainer backup interval, s")
+    ap.add_argument("--workers", type=int, default=1, help="trainer PyDataset workers")
+    ap.add_argument("--n-images", type=int, help="use at most this many JPEGs")
     ap.add_argument("--epoch-images", type=int, default=KERMANY_TRAIN)
-    ap.add_argument("--precision", default="auto", help="auto (bf16 on GPU) | float32 | mixed_bfloat16 | mixed_float16")
-    ap.add_argument("--timeout", type=float, default=1800, help="seconds per backbone")
-    ap.add_argument("--json", help="write all rows + checks here")
-    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one backbone, print rows
+    ap.add_argument("--precision", default="auto", help="auto (bf16 on GPU) | float32 | mixed_bfloat16")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per (backbone, mode)")
+    ap.add_argument("--budget", type=float, default=0, help="stop starting new runs after this many s (0: none)")
+    ap.add_argument("--json", help="write all rows + checks here (rewritten after each run)")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: "arch:mode", print its row
     return ap.parse_args(argv)
+
+
+def _write(path: str | None, rows: list[dict], start: float) -> dict:
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": platform.node(),
+            "cpu_count": os.cpu_count(), "load_avg": [round(v, 2) for v in os.getloadavg()],
+            "backend": os.environ["KERAS_BACKEND"], "wall_s": round(time.perf_counter() - start, 1)}
+    result = {"meta": meta, "rows": rows, "checks": checks(rows)}
+    if path:
+        Path(path).write_text(json.dumps(result, indent=2))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
     if args.one:
-        for row in run_one(args.one, args):
-            print("ROW: " + json.dumps(row), flush=True)
+        arch, mode = args.one.split(":")
+        print("ROW: " + json.dumps(run_one(arch, mode, args)), flush=True)
         return 0
-    rows = []
+    start, rows = time.perf_counter(), []
     for arch in args.archs.split(","):
-        for row in _subprocess_rows(arch, argv, args.timeout):
+        for mode in args.modes.split(","):
+            if args.budget and time.perf_counter() - start > args.budget:
+                row = {"arch": arch, "mode": mode, "error": f"not run: --budget {args.budget:.0f} s spent"}
+            else:
+                row = _subprocess_row(arch, mode, argv, args.timeout)
             print(json.dumps(row), flush=True)
             rows.append(row)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "host": platform.node(), "cpu_count": os.cpu_count(),
-            "load_avg": [round(v, 2) for v in os.getloadavg()], "backend": os.environ["KERAS_BACKEND"]}
-    result = {"meta": meta, "rows": rows, "checks": checks(rows)}
+            _write(args.json, rows, start)
+    result = _write(args.json, rows, start)
     print(json.dumps({"checks": result["checks"]}))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
     return 1 if any("error" in r for r in rows) else 0
 
 

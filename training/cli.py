@@ -112,7 +112,8 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 TRAIN_FLAGS = ("task", "split", "arch", "mode", "weights", "img_size", "epochs", "batch_size",
                "lr", "out", "seed", "fmt", "on_error", "augment", "balance", "max_images",
-               "head_epochs", "patience", "cache_dir", "distribute", "accumulate", "scale_lr")
+               "head_epochs", "patience", "cache_dir", "distribute", "accumulate", "scale_lr",
+               "backup_interval")
 
 
 def _train_config(args: argparse.Namespace):
@@ -282,6 +283,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="distributed: keep --lr as given (default: lr x replicas)")
     p.add_argument("--accumulate", type=int, metavar="K",
                    help="gradient accumulation: one update per K batches (effective batch K x batch)")
+    p.add_argument("--backup-every", dest="backup_interval", type=float, metavar="SECONDS",
+                   help="back up for resume at the first epoch end SECONDS after the last backup "
+                        "(default 60; 0 = every epoch)")
 
 
 # ---------------------------------------------------------------- clinical (issue 6)

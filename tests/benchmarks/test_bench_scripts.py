@@ -1,4 +1,5 @@
 """Smoke: the benchmark scripts run end to end on CPU with tiny settings and write their JSON."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -7,30 +8,56 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.no_tensorflow import sitecustomize_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run(script: str, args: list[str], tmp_path: Path, timeout: int = 240) -> dict:
+def _run(script: str, args: list[str], tmp_path: Path, timeout: int = 300, backend: str = "tensorflow",
+         env: dict | None = None, ok: bool = True) -> dict:
     out = tmp_path / "out.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--json", str(out)],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False,
-                          env={**os.environ, "KERAS_BACKEND": "tensorflow"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+                          env={**os.environ, "KERAS_BACKEND": backend, **(env or {})})
+    assert (proc.returncode == 0) == ok, proc.stderr[-3000:]
     return json.loads(out.read_text())
+
+
+TINY = ["--archs", "vgg16", "--img-size", "32", "--batch", "4", "--steps", "2", "--warmup", "1", "--epochs", "2"]
+
+
+def _check_rows(result: dict, memory: str) -> dict:
+    rows = {r["mode"]: r for r in result["rows"]}
+    assert set(rows) == {"model", "plain", "trainer"}, result["rows"]
+    for r in rows.values():
+        assert r["images_per_s"] > 0 and r["epoch_s"] > 0 and r[memory] > 0
+        assert (r["arch"], r["size"], r["batch"]) == ("vgg16", 32, 4)
+    trainer = rows["trainer"]
+    # the real trainer ran: its split of the 16 synthetic files, two timed epochs
+    assert 0 < trainer["train_rows"] < 16 and len(trainer["epoch_wall_s"]) == 2
+    assert trainer["prepare_s"] >= 0 and trainer["total_s"] >= sum(trainer["epoch_wall_s"])
+    assert set(result["checks"]["vgg16"]) == {"trainer_vs_model", "trainer_vs_plain", "target_met"}
+    assert len(result["meta"]["load_avg"]) == 3
+    return rows
 
 
 @pytest.mark.slow
 def test_bench_train_three_modes(tmp_path):
-    result = _run("bench_train.py", ["--archs", "vgg16", "--img-size", "32", "--batch", "4",
-                                     "--steps", "2", "--warmup", "1"], tmp_path)
-    rows = {r["mode"]: r for r in result["rows"]}
-    assert set(rows) == {"model", "plain", "trainer"}
-    for r in rows.values():
-        assert r["images_per_s"] > 0 and r["epoch_s"] > 0 and r["peak_rss_mb"] > 0
-        assert (r["arch"], r["size"], r["batch"]) == ("vgg16", 32, 4)
-    assert rows["trainer"]["cache_build_s"] >= 0
-    assert set(result["checks"]["vgg16"]) == {"trainer_vs_model", "trainer_vs_plain", "target_met"}
-    assert len(result["meta"]["load_avg"]) == 3
+    _check_rows(_run("bench_train.py", TINY, tmp_path), "peak_rss_mb")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")
+def test_bench_train_under_jax_without_tensorflow(tmp_path):
+    """What the GPU machine runs: KERAS_BACKEND=jax and no TensorFlow at all."""
+    env = {"PYTHONPATH": str(sitecustomize_dir(tmp_path / "site")), "JAX_PLATFORMS": "cpu"}
+    rows = _check_rows(_run("bench_train.py", TINY, tmp_path, backend="jax", env=env), "peak_rss_mb")
+    assert {r["backend"] for r in rows.values()} == {"jax"}
+
+
+def test_bench_train_budget_stops_new_runs(tmp_path):
+    result = _run("bench_train.py", [*TINY, "--budget", "1e-9"], tmp_path, ok=False)
+    assert [r["error"] for r in result["rows"]] == ["not run: --budget 0 s spent"] * 3
 
 
 def test_bench_train_checks_targets():
@@ -52,3 +79,21 @@ def test_bench_inference_one_backbone(tmp_path):
     for style in ("predict", "function", "xla"):
         assert 0 < row[style]["median_ms"] <= row[style]["p95_ms"]
     assert row["batch2_images_per_s"] > 0 and len(result["meta"]["load_avg_before"]) == 3
+
+
+@pytest.mark.slow
+def test_bench_trainer_parts(tmp_path):
+    result = _run("bench_trainer_parts.py", ["--arch", "vgg16", "--img-size", "32", "--batch", "4",
+                                             "--steps", "1", "--warmup", "1", "--backup-size", "32",
+                                             "--repeats", "1"], tmp_path)
+    augment = [r for r in result["rows"] if r["part"] == "augment"]
+    (backup,) = [r for r in result["rows"] if r["part"] == "backup"]
+    assert len(augment) == 3 and all(r["images_per_s"] > 0 for r in augment)
+    assert backup["size_mb"] > 50 and backup["save_s"] > 0  # VGG16 conv weights + AdamW state
+
+
+@pytest.mark.parametrize("script", ["prepare.sh", "gpu_bench.sh"])
+def test_device_scripts_parse(script):
+    proc = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "device" / script)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr

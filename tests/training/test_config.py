@@ -30,7 +30,8 @@ def test_unknown_keys_are_named(tmp_path, where):
 
 
 @pytest.mark.parametrize("bad", [{"balance": "oversample"}, {"parts": (0.5, 0.1, 0.1)},
-                                 {"epochs": 0}, {"mode": "partial"}, {"patience": -1}])
+                                 {"epochs": 0}, {"mode": "partial"}, {"patience": -1},
+                                 {"backup_interval": -1}])
 def test_invalid_values(bad):
     with pytest.raises(CXRError):
         load_config(None, bad)
@@ -47,3 +48,12 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_dump_round_trip(tmp_path):
     cfg = TrainConfig(data=["x"], task="pneumonia", parts=(0.8, 0.0, 0.2), img_size=64)
     assert load_config(dump_config(cfg, tmp_path / "o" / "config.yaml"), {}) == cfg
+
+
+def test_cli_backup_every_reaches_the_config():
+    from training.cli import _train_config, build_parser
+
+    args = build_parser().parse_args(["train", "--data", "d", "--backup-every", "0"])
+    assert _train_config(args).backup_interval == 0.0
+    args = build_parser().parse_args(["train", "--data", "d"])
+    assert _train_config(args).backup_interval == 60.0  # default: at most one backup a minute

@@ -1,8 +1,12 @@
 """Callbacks: determinism per epoch, throughput, best-on-validation, logs, backups.
 
 Order matters for a run killed at any moment (see :func:`build_callbacks`): everything that
-records an epoch runs *before* :class:`keras.callbacks.BackupAndRestore` marks it done, so a
-resumed run re-does (identically) at most the epoch that was in flight.
+records an epoch runs *before* :class:`Backup` marks it done, so a resumed run re-does
+(identically) at most the epochs since the last backup.
+
+None of these callbacks has a per-batch hook, so Keras dispatches its per-batch callbacks
+(the progress bar) asynchronously: on JAX the host never waits for a step to finish before
+queueing the next one (Keras's own ``BackupAndRestore`` has a batch hook and turned that off).
 """
 from __future__ import annotations
 
@@ -92,22 +96,28 @@ def _atomic_json(path: Path, data: Any) -> None:
 class BestOnValidation(keras.callbacks.Callback):
     """Early stopping and best-weights selection on the **validation** metric, resumable.
 
-    The per-epoch history of ``monitor`` is kept in ``state_path`` (JSON, keyed by epoch, so a
-    re-done epoch overwrites itself) and the best weights of ``target`` in ``weights_path``;
-    both survive a kill, unlike Keras's ``EarlyStopping`` state. Call :meth:`restore` after
-    training to load the best weights. Never give it a test metric.
+    The per-epoch history of ``monitor`` (keyed by epoch, so a re-done epoch overwrites itself)
+    and the best weights of ``target`` are kept in memory and written to ``state_path`` (JSON)
+    and ``weights_path`` by :meth:`persist`: every epoch when ``autosave`` is true, else when
+    the :class:`Backup` writes a backup and at the end of each ``fit`` (the trainer's setting:
+    writing ~100 MB of weights at every improving epoch would slow short GPU epochs, and state
+    written with the backup always matches it). Unlike Keras's ``EarlyStopping`` the state
+    survives a kill. Call :meth:`restore` after training to load the best weights. Never give
+    it a test metric.
     """
 
     def __init__(self, state_path: str | Path, weights_path: str | Path, monitor: str = "val_loss",
-                 patience: int = 0, target: keras.Model | None = None):
+                 patience: int = 0, target: keras.Model | None = None, autosave: bool = True):
         super().__init__()
         if not monitor.startswith("val_"):
             raise ValueError(f"best-model selection must monitor a validation metric, got {monitor!r}")
         self.state_path, self.weights_path = Path(state_path), Path(weights_path)
         self.monitor, self.patience, self.target = monitor, int(patience), target
+        self.autosave = autosave
         #: Patience counts from here at the earliest (a new stage gets its own patience).
         self.start_epoch = 0
         self.history: dict[int, float] = self._load()
+        self._best: tuple[keras.Model, list[np.ndarray]] | None = None  # (model, weights) not yet written
 
     def _load(self) -> dict[int, float]:
         if not self.state_path.is_file():
@@ -126,14 +136,17 @@ class BestOnValidation(keras.callbacks.Callback):
         if value is None or not np.isfinite(float(value)):
             return
         self.history[epoch] = float(value)
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
         if self.best_epoch == epoch:
             self.save_best()
-        _atomic_json(self.state_path, self.history)  # after the weights: see module docstring
+        if self.autosave:
+            self.persist()
         if self.should_stop(epoch):
             log.info("early stopping at epoch %d: best %s at epoch %d", epoch + 1, self.monitor,
                      self.best_epoch + 1)
             self.model.stop_training = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.persist()
 
     def should_stop(self, epoch: int) -> bool:
         """Whether ``patience`` epochs passed without improvement (counted from ``start_epoch``)."""
@@ -143,25 +156,89 @@ class BestOnValidation(keras.callbacks.Callback):
         return epoch - max(best, self.start_epoch - 1) >= self.patience
 
     def save_best(self) -> None:
-        """Save the current weights of ``target`` as the best (atomically)."""
-        self.weights_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.weights_path.with_name("tmp_" + self.weights_path.name)
-        (self.target or self.model).save_weights(tmp)
-        os.replace(tmp, self.weights_path)
+        """Take the current weights of ``target`` as the best (a host copy; written by persist)."""
+        model = self.target or self.model
+        self._best = (model, [np.array(w) for w in model.get_weights()])
+
+    def persist(self) -> None:
+        """Write the best weights (if new) then the history, each atomically."""
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._best is not None:
+            model, weights = self._best
+            current = model.get_weights()
+            model.set_weights(weights)
+            try:
+                self.weights_path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.weights_path.with_name("tmp_" + self.weights_path.name)
+                model.save_weights(tmp)
+                os.replace(tmp, self.weights_path)
+            finally:
+                model.set_weights(current)
+            self._best = None
+        _atomic_json(self.state_path, self.history)  # after the weights: see module docstring
 
     def retarget(self, target: keras.Model) -> None:
         """Switch to another model (e.g. head → full model), carrying the best weights over."""
         if self.restore():
             self.target = target
             self.save_best()
+            self.persist()
         self.target = target
 
     def restore(self, model: keras.Model | None = None) -> bool:
         """Load the best weights into ``model`` (default ``target``); False when none were saved."""
+        model = model or self.target or self.model
+        if self._best is not None and self._best[0] is model:
+            model.set_weights(self._best[1])
+            return True
+        self.persist()
         if not self.weights_path.is_file():
             return False
-        (model or self.target or self.model).load_weights(self.weights_path)
+        model.load_weights(self.weights_path)
         return True
+
+
+class Backup(keras.callbacks.BackupAndRestore):
+    """Keras's ``BackupAndRestore`` at epoch ends, at most every ``interval`` seconds, atomic.
+
+    A backup holds the weights and the optimizer state (270 MB for ResNet50 with AdamW, 0.5 to
+    1.5 s to write on the dev machine: BENCHMARKS.md). Written after every epoch that costs a
+    quarter of a ~2 s GPU epoch, so one is written at an epoch end only when ``interval``
+    seconds have passed since the last (0: every epoch). A killed run re-does at most those
+    seconds plus the epoch in flight, identically (batch order and random state depend only on
+    the epoch). Files are written under temporary names and renamed, so a kill during a save
+    keeps the previous backup. ``before_save`` callables (e.g. ``BestOnValidation.persist``)
+    run first, so their state matches the backup.
+    """
+
+    async_safe = True  # only epoch hooks do work (save_freq="epoch")
+
+    def __init__(self, backup_dir: str | Path, interval: float = 0.0, before_save: Iterable[Any] = ()):
+        super().__init__(str(backup_dir), save_freq="epoch")
+        self.interval = float(interval)
+        self.before_save = list(before_save)
+        self._last_save = time.monotonic()
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        self._last_save = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._current_epoch = epoch + 1
+        self._last_batch_seen = 0
+        if time.monotonic() - self._last_save >= self.interval:
+            self._save_model()
+
+    def _save_model(self) -> None:
+        for persist in self.before_save:
+            persist()
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / "tmp_latest.weights.h5"
+        self.model.save_weights(str(tmp), overwrite=True)
+        os.replace(tmp, self._weights_path)
+        _atomic_json(Path(self._training_metadata_path), {"epoch": self._current_epoch, "batch": 0})
+        self._last_save = time.monotonic()
 
 
 def tensorboard_available() -> bool:
@@ -171,14 +248,20 @@ def tensorboard_available() -> bool:
 
 def build_callbacks(out: Path, backup_dir: Path, datasets: list[Any], models: list[keras.Model],
                     n_train: int, epochs: int, best: BestOnValidation | None,
-                    verbose: bool = True, extra: Iterable[keras.callbacks.Callback] = ()) -> list:
-    """The callback list of one ``fit`` call, in kill-safe order (backup last)."""
+                    verbose: bool = True, extra: Iterable[keras.callbacks.Callback] = (),
+                    backup_interval: float = 0.0) -> list:
+    """The callback list of one ``fit`` call, in kill-safe order (backup last).
+
+    ``best`` then writes its state together with each backup (``backup_interval`` seconds
+    apart at least) and at the end of the fit.
+    """
     cbs: list[keras.callbacks.Callback] = [EpochSync(datasets, models), Throughput(n_train, epochs, verbose)]
     if best is not None:
+        best.autosave = False
         cbs.append(best)
     cbs.append(keras.callbacks.CSVLogger(str(out / "history.csv"), append=True))
     if tensorboard_available():
         cbs.append(keras.callbacks.TensorBoard(str(out / "logs")))
     cbs.extend(extra)
-    cbs.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+    cbs.append(Backup(backup_dir, backup_interval, [best.persist] if best is not None else []))
     return cbs

@@ -1,8 +1,9 @@
 """Train one model (or the four side by side) from a :class:`~training.config.TrainConfig`.
 
-Resumable: every fit uses ``keras.callbacks.BackupAndRestore`` in ``out/backup``; batch order
-and random state are functions of ``(seed, epoch)`` (see ``engine.data``/``engine.callbacks``),
-so a run killed at any point and restarted with the same config ends with the same weights.
+Resumable: every fit backs up to ``out/backup`` (``engine.callbacks.Backup``: Keras's
+``BackupAndRestore``, atomic, at most every ``cfg.backup_interval`` seconds); batch order and
+random state are functions of ``(seed, epoch)`` (see ``engine.data``/``engine.callbacks``), so a
+run killed at any point and restarted with the same config ends with the same weights.
 Fine-tuning has two stages; ``out/backup/stage1.done`` tells a restarted run that stage 1 is
 finished (its weights are in ``out/backup/stage1.weights.h5``).
 
@@ -229,7 +230,8 @@ def _run_stage(cfg: TrainConfig, st: Stage, prep: Prepared, kind: str, best: Bes
     val = ArrayBatches(st.x_val, y[prep.index["val"]], cfg.batch_size) if len(st.x_val) else None
     _compile(st.fit_model, cfg, kind, st.lr, len(train), st.last_epoch - st.first_epoch)
     cbs = build_callbacks(Path(cfg.out), backup / st.name, [train], [st.fit_model], train.n_rows,
-                          st.last_epoch, best, verbose=bool(verbose), extra=extra_callbacks)
+                          st.last_epoch, best, verbose=bool(verbose), extra=extra_callbacks,
+                          backup_interval=cfg.backup_interval)
     log.info("stage %s: epochs %d..%d, lr %g, %d training rows", st.name, st.first_epoch + 1,
              st.last_epoch, st.lr, train.n_rows)
     st.fit_model.fit(train, validation_data=val if val is not None and val.n_rows else None,

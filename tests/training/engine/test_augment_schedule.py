@@ -47,3 +47,41 @@ def test_warmup_then_cosine_to_zero():
     assert np.all(np.diff(lr[2:]) <= 0) and lr[-1] < 1e-6
     no_warm = warmup_cosine(1e-3, 10, 5, warmup_epochs=0)
     assert abs(float(no_warm(0)) - 1e-3) < 1e-9
+
+
+def _affine(img, theta=0.0, tx=0.0, ty=0.0, scale=1.0):
+    from training.engine.augment import affine_matrices
+
+    h, w = img.shape[1:3]
+    t = affine_matrices(*(np.full((len(img),), v, "float32") for v in (theta, tx, ty, scale)), h, w)
+    return keras.ops.convert_to_numpy(keras.ops.image.affine_transform(img, t, interpolation="bilinear"))
+
+
+def test_affine_matrices_identity_rotation_and_shift():
+    img = np.random.default_rng(0).random((2, 9, 9, 1)).astype("float32")
+    np.testing.assert_allclose(_affine(img), img, atol=1e-5)
+    # a quarter turn about the centre is numpy's rot90 (rows and columns exchanged)
+    np.testing.assert_allclose(_affine(img, theta=np.pi / 2), np.rot90(img, 1, axes=(1, 2)), atol=1e-4)
+    shifted = _affine(img, tx=2.0, ty=1.0)  # content moves 2 px right and 1 px down
+    np.testing.assert_allclose(shifted[:, 1:, 2:], img[:, :-1, :-2], atol=1e-5)
+    assert np.all(shifted[:, 0] == 0) and np.all(shifted[:, :, :2] == 0)  # filled with 0
+    zoomed_out = _affine(img, scale=2.0)  # the centre stays, the border gets fill
+    np.testing.assert_allclose(zoomed_out[:, 4, 4], img[:, 4, 4], atol=1e-5)
+    assert np.all(zoomed_out[:, 0, 0] == 0)
+
+
+def test_random_affine_is_seeded_serializable_and_resettable():
+    from training.engine.augment import RandomAffine
+    from training.engine.callbacks import seed_generators
+
+    x = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 3)).astype("float32")
+    layer = RandomAffine(0.05, 0.1, 0.1, seed=3)
+    a = keras.ops.convert_to_numpy(layer(x, training=True))
+    b = keras.ops.convert_to_numpy(RandomAffine(0.05, 0.1, 0.1, seed=3)(x, training=True))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, x) and a.shape == x.shape
+    clone = RandomAffine.from_config(layer.get_config())
+    assert (clone.rotation, clone.translation, clone.zoom, clone.seed) == (0.05, 0.1, 0.1, 3)
+    # EpochSync resets the augmentation's random state each epoch (resume = same draws)
+    aug = build_augmentation(None, seed=0)
+    assert len(seed_generators(aug)) == 3

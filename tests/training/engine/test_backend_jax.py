@@ -1,5 +1,6 @@
-"""Backend portability: the same trainer trains under JAX, and the saved model loads under
-TensorFlow (the app's backend) with the same predictions. The GPU machine has JAX only."""
+"""Backend portability: the same trainer trains under JAX with TensorFlow unimportable (the GPU
+machine has JAX only), and the saved model loads under TensorFlow (the app's backend) with the
+same predictions."""
 import importlib.util
 import json
 import os
@@ -11,12 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers.no_tensorflow import SOURCE as NO_TENSORFLOW
+
 ROOT = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")
 
-SCRIPT = """
-import json, sys
+SCRIPT = NO_TENSORFLOW + """
+import json
+from pathlib import Path
+import keras
 import numpy as np
 from training.config import TrainConfig
 from training.engine.fit import train
@@ -28,7 +33,11 @@ out = train(cfg, verbose=0)
 model, card = load_model(out)
 x = np.load(sys.argv[4])
 np.save(sys.argv[5], np.asarray(model.predict(x, verbose=0)))
-print(json.dumps(card["versions"]))
+# No callback of the trainer forces a wait for every step (Keras then dispatches async).
+from training.engine.callbacks import BestOnValidation, build_callbacks
+best = BestOnValidation(Path(sys.argv[2]) / "s.json", Path(sys.argv[2]) / "b.weights.h5")
+cbs = build_callbacks(Path(sys.argv[2]), Path(sys.argv[2]) / "bk", [], [], 1, 1, best)
+print(json.dumps(dict(card["versions"], async_train=keras.callbacks.CallbackList(cbs)._async_train)))
 """
 
 
@@ -54,7 +63,8 @@ def test_trains_under_jax_and_loads_under_tensorflow(tmp_path, mode, augment):
          str(tmp_path / "cache"), str(tmp_path / "x.npy"), str(tmp_path / "p.npy")],
         env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["backend"] == "jax"
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["backend"] == "jax" and info["async_train"] is True
 
     from training.models.card import load_model  # this process runs TensorFlow
 

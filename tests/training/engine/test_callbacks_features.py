@@ -1,10 +1,12 @@
 """BestOnValidation (validation only, resumable, patience), EpochSync, feature cache."""
+import json
+
 import numpy as np
 import pytest
 import keras
 
 from training.engine import features as feats
-from training.engine.callbacks import BestOnValidation, EpochSync, build_callbacks, seed_generators
+from training.engine.callbacks import Backup, BestOnValidation, EpochSync, build_callbacks, seed_generators
 
 
 def _tiny():
@@ -64,8 +66,72 @@ def test_epoch_sync_sets_epoch_and_resets_seeds():
 
 def test_callback_order_backup_last(tmp_path):
     cbs = build_callbacks(tmp_path, tmp_path / "backup", [], [], 10, 3, None)
-    assert isinstance(cbs[-1], keras.callbacks.BackupAndRestore)
+    assert isinstance(cbs[-1], keras.callbacks.BackupAndRestore) and isinstance(cbs[-1], Backup)
     assert isinstance(cbs[0], EpochSync)
+
+
+def test_trainer_callbacks_allow_async_batch_dispatch(tmp_path):
+    """Keras dispatches per-batch callbacks asynchronously only if none has a synchronous batch
+    hook (keras CallbackList._configure_async_dispatch); one would make JAX wait every step."""
+    from keras.src.utils import is_default
+
+    best = BestOnValidation(tmp_path / "s.json", tmp_path / "b.weights.h5")
+    for cb in build_callbacks(tmp_path, tmp_path / "backup", [], [], 10, 3, best):
+        if isinstance(cb, keras.callbacks.TensorBoard):
+            continue  # TensorFlow backend only, where Keras never dispatches asynchronously
+        hooks = (cb.on_batch_end, cb.on_train_batch_end, cb.on_test_batch_end)
+        assert getattr(cb, "async_safe", False) or all(is_default(h) for h in hooks), type(cb).__name__
+
+
+def _fitted(tmp_path, interval, best=None, epochs=3):
+    model = _tiny()
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((8, 3), "float32"), np.zeros((8, 1), "float32")
+    backup = Backup(tmp_path / "backup", interval, [best.persist] if best else [])
+    backup.delete_checkpoint = False  # keep it to look at
+
+    class Seen(keras.callbacks.Callback):
+        saved: list = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            path = tmp_path / "backup" / "training_metadata.json"
+            self.saved.append(json.loads(path.read_text())["epoch"] if path.is_file() else None)
+
+    seen = Seen()
+    model.fit(x, y, epochs=epochs, verbose=0, callbacks=[seen, backup])
+    return seen.saved, backup
+
+
+def test_backup_every_epoch_with_zero_interval(tmp_path):
+    saved, backup = _fitted(tmp_path, 0.0)
+    # ``Seen`` runs before the backup of the same epoch: it sees the previous epoch's backup.
+    assert saved == [None, 1, 2]
+    meta = json.loads((tmp_path / "backup" / "training_metadata.json").read_text())
+    assert meta == {"epoch": 3, "batch": 0}
+    assert not list((tmp_path / "backup").glob("tmp_*")), "temporary files left behind"
+
+
+def test_backup_waits_for_its_interval(tmp_path):
+    saved, _ = _fitted(tmp_path, 3600.0)
+    assert saved == [None, None, None] and not (tmp_path / "backup").exists()
+
+
+def test_backup_writes_best_state_with_it(tmp_path):
+    best = BestOnValidation(tmp_path / "s.json", tmp_path / "b.weights.h5", autosave=False)
+    model = _tiny()
+    best.set_model(model)
+    best.on_epoch_end(0, {"val_loss": 0.5})
+    assert not best.state_path.exists() and not best.weights_path.exists()  # held in memory
+    kept = model.get_weights()
+    model.layers[-1].kernel.assign(np.full((3, 1), 7.0, "float32"))
+    best.persist()  # what Backup calls before writing its own files
+    assert json.loads(best.state_path.read_text()) == {"0": 0.5}
+    # persist() writes the best weights, not the current ones, and leaves the model as it was
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.layers[-1].kernel), np.full((3, 1), 7.0))
+    other = _tiny()
+    other.load_weights(best.weights_path)
+    for a, b in zip(other.get_weights(), kept):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("mode,augment,setting,expected", [

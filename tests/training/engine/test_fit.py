@@ -106,16 +106,19 @@ class KillAt:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_epoch", [2])  # in stage 2: needs stage1.done + backup
-def test_resume_matches_uninterrupted(folder, cache, tmp_path, kill_epoch):
-    """finetune with augmentation: stage 1 (1 epoch) + stage 2 (2 epochs), killed then resumed."""
+@pytest.mark.parametrize("interval", [0.0, 1e9])  # a backup after every epoch / none yet in stage 2
+def test_resume_matches_uninterrupted(folder, cache, tmp_path, interval):
+    """finetune with augmentation: stage 1 (1 epoch) + stage 2 (2 epochs), killed in the last
+    epoch, then resumed from the stage-2 backup (interval 0) or from the end of stage 1."""
     kw = dict(mode="finetune", augment=True, head_epochs=1, epochs=2, max_images=16, lr=1e-3,
-              finetune_lr=1e-4, warmup_epochs=1)
+              finetune_lr=1e-4, warmup_epochs=1, backup_interval=interval)
     ref = train(_cfg(folder, cache, tmp_path / "ref", **kw), verbose=0)
     cfg = _cfg(folder, cache, tmp_path / "resumed", **kw)
     with pytest.raises(Interrupt):
-        train(cfg, callbacks=[KillAt(kill_epoch).callback], verbose=0)
-    assert (tmp_path / "resumed" / "backup").is_dir()
+        train(cfg, callbacks=[KillAt(2).callback], verbose=0)
+    backup = tmp_path / "resumed" / "backup"
+    assert (backup / "stage1.done").is_file()
+    assert (backup / "stage2" / "latest.weights.h5").is_file() == (interval == 0)
     out = train(cfg, verbose=0)
     a, _ = load_model(ref)
     b, card = load_model(out)
