@@ -175,7 +175,7 @@ def timed_fit(model, batches, steps: int, warmup: int) -> float:
     return time.perf_counter() - start
 
 
-def run_model_or_plain(mode: str, arch: str, args: argparse.Namespace, files: list[str]) -> dict:
+def run_model_or_plain(mode: str, arch: str, args: argparse.Namespace, files: list[str], precision: str) -> dict:
     """Images/s of ``model.fit`` fed one in-memory batch (``model``) or PIL decoding (``plain``)."""
     import keras
     import numpy as np
@@ -184,7 +184,7 @@ def run_model_or_plain(mode: str, arch: str, args: argparse.Namespace, files: li
     from training.models.registry import get_architecture
 
     size = args.img_size or get_architecture(arch).input_size
-    keras.mixed_precision.set_dtype_policy(_precision(args.precision))
+    keras.mixed_precision.set_dtype_policy(precision)
     model = _compiled(build_model(arch, ["a", "b"], "single", size, mode="scratch", weights=None),
                       args.accumulate)
     if mode == "model":
@@ -196,7 +196,7 @@ def run_model_or_plain(mode: str, arch: str, args: argparse.Namespace, files: li
     return {"images_per_s": args.steps * args.batch / seconds, "timed_images": args.steps * args.batch}
 
 
-def run_trainer(arch: str, args: argparse.Namespace, data: str, tmp: Path) -> dict:
+def run_trainer(arch: str, args: argparse.Namespace, data: str, tmp: Path, precision: str) -> dict:
     """The project's trainer end to end on ``data``; throughput of the epochs after the first."""
     import keras
 
@@ -212,7 +212,6 @@ def run_trainer(arch: str, args: argparse.Namespace, data: str, tmp: Path) -> di
         def on_train_end(self, logs=None):
             marks.append(time.perf_counter())
 
-    precision = _precision(args.precision)
     cfg = TrainConfig(data=[data], task="pneumonia", arch=arch, mode="scratch", weights=None,
                       img_size=args.img_size, epochs=args.epochs, batch_size=args.batch,
                       accumulate=args.accumulate, augment=True, patience=0, warmup_epochs=0,
@@ -237,15 +236,16 @@ def run_one(arch: str, mode: str, args: argparse.Namespace) -> dict:
     """One (backbone, mode) measurement, as a row."""
     from training.models.registry import get_architecture
 
+    precision = _precision(args.precision)
     row = {"arch": arch, "mode": mode, "size": args.img_size or get_architecture(arch).input_size,
-           "batch": args.batch, "accumulate": args.accumulate, "precision": _precision(args.precision),
+           "batch": args.batch, "accumulate": args.accumulate, "precision": precision,
            "steps": args.steps, "backend": os.environ["KERAS_BACKEND"], "device": _device()}
     with tempfile.TemporaryDirectory() as tmp:
         files = jpeg_files(args.data, args.n_images or (None if args.data else args.batch * 4), Path(tmp) / "jpegs")
         if mode in ("model", "plain"):
-            row |= run_model_or_plain(mode, arch, args, files)
+            row |= run_model_or_plain(mode, arch, args, files, precision)
         elif mode == "trainer":
-            row |= run_trainer(arch, args, args.data or str(Path(tmp) / "jpegs"), Path(tmp))
+            row |= run_trainer(arch, args, args.data or str(Path(tmp) / "jpegs"), Path(tmp), precision)
         else:
             raise SystemExit(f"error: unknown mode {mode!r}; choose from {', '.join(MODES)}")
     row["images_per_s"] = round(row["images_per_s"], 2)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from training.models.registry import FOUR
+
 #: Offline fallback: from scratch at a small input size (InceptionV3/Xception need >= 75 px).
 SCRATCH_SIZE = 96
 SCRATCH_EPOCHS = 3
@@ -24,7 +26,7 @@ class DemoConfig:
     task: str = "multilabel"
     img_size: int | None = None
     epochs: int | None = None
-    archs: tuple[str, ...] = ("resnet50", "inception_v3", "xception", "vgg16")
+    archs: tuple[str, ...] = FOUR
     n_boot: int = 500
 
 

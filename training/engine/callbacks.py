@@ -223,13 +223,9 @@ class Backup(keras.callbacks.BackupAndRestore):
         super().on_train_begin(logs)
         self._last_save = time.monotonic()
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self._current_epoch = epoch + 1
-        self._last_batch_seen = 0
-        if time.monotonic() - self._last_save >= self.interval:
-            self._save_model()
-
     def _save_model(self) -> None:
+        if time.monotonic() - self._last_save < self.interval:
+            return
         for persist in self.before_save:
             persist()
         folder = Path(self.backup_dir)

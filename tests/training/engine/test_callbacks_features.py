@@ -91,7 +91,9 @@ def _fitted(tmp_path, interval, best=None, epochs=3):
     backup.delete_checkpoint = False  # keep it to look at
 
     class Seen(keras.callbacks.Callback):
-        saved: list = []
+        def __init__(self):
+            super().__init__()
+            self.saved = []
 
         def on_epoch_end(self, epoch, logs=None):
             path = tmp_path / "backup" / "training_metadata.json"
