@@ -51,6 +51,15 @@ def metric_rows(metrics: Any, prefix: str = "", limit: int = 40) -> list[tuple[s
     return rows[:limit]
 
 
+def initialisation(card: dict[str, Any]) -> str:
+    """Where the model's backbone weights started, in one line (cards before it: from transfer)."""
+    init = card.get("initialisation")
+    if isinstance(init, dict) and init.get("summary"):
+        return str(init["summary"])
+    weights = (card.get("transfer") or {}).get("weights")
+    return f"from {weights} weights" if weights else "none: random initialisation (trained from scratch)"
+
+
 def short_card(card: dict[str, Any]) -> dict[str, Any]:
     """What a clinician needs beside a prediction: data, split, test metrics or their absence."""
     data, split = card.get("data") or {}, card.get("split") or {}
@@ -63,6 +72,7 @@ def short_card(card: dict[str, Any]) -> dict[str, Any]:
         "task": card.get("task"),
         "kind": card.get("kind"),
         "input_size": card.get("input_size"),
+        "initialisation": initialisation(card),
         "outputs": list(card.get("outputs") or []),
         "data_sources": list(data.get("sources") or []),
         "data_counts": {part: _total(c) for part, c in (data.get("counts") or {}).items()},

@@ -6,9 +6,12 @@ clinical | semi | download | demo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -110,21 +113,17 @@ def cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
-TRAIN_FLAGS = ("task", "split", "arch", "mode", "weights", "img_size", "epochs", "batch_size",
-               "lr", "out", "seed", "fmt", "on_error", "augment", "balance", "max_images",
-               "head_epochs", "patience", "cache_dir", "distribute", "accumulate", "scale_lr",
-               "backup_interval")
+#: Command-line defaults that differ from the library's (a missing file listed in a real
+#: dataset's metadata should not stop a run: it is skipped, warned about and listed in the card).
+CLI_DEFAULTS = {"on_error": "skip"}
 
 
 def _train_config(args: argparse.Namespace):
-    from training.config import load_config
+    """The :class:`TrainConfig` of ``train``/``train-all``: defaults, ``--config``, then flags."""
+    from training.config import config_keys, load_config
 
-    overrides = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k, None) is not None}
-    if args.data:
-        overrides["data"] = args.data
-    if getattr(args, "no_augment", False):
-        overrides["augment"] = False
-    return load_config(args.config, overrides)
+    overrides = {k: getattr(args, k) for k in config_keys() if getattr(args, k, None) is not None}
+    return load_config(args.config, overrides, defaults=CLI_DEFAULTS)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -142,6 +141,17 @@ def cmd_train_all(args: argparse.Namespace) -> int:
     archs = tuple(args.archs.split(",")) if args.archs else FOUR
     for d in train_all(_train_config(args), archs=archs):
         print(f"model: {d}")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from training.pretrain import PretrainConfig, pretrain
+
+    keys = [f.name for f in dataclasses.fields(PretrainConfig)]
+    cfg = PretrainConfig(**{k: getattr(args, k) for k in keys if getattr(args, k, None) is not None})
+    out = pretrain(cfg)
+    save_resolved(dataclasses.asdict(cfg), out, "pretrain.config.yaml")
+    print(f"pretrained model: {out}\n  use it: python -m training train --weights {out} --mode finetune ...")
     return 0
 
 
@@ -204,8 +214,10 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from training.demo import DemoConfig, run_demo
 
-    cfg = DemoConfig(data=args.data or [], out=args.out, img_size=args.img_size, epochs=args.epochs)
+    keys = [f.name for f in dataclasses.fields(DemoConfig)]
+    cfg = DemoConfig(**{k: getattr(args, k) for k in keys if getattr(args, k, None) is not None})
     run_demo(cfg)
+    save_resolved(dataclasses.asdict(cfg), cfg.out, "demo.config.yaml")
     return 0
 
 
@@ -257,35 +269,55 @@ def cmd_semi(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
+def _config_type(name: str, hint: Any, repeat: bool) -> tuple[Any, dict[str, Any]]:
+    """``(argparse type, extra add_argument kwargs)`` for a config field's type hint."""
+    base = hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None
+        base = next(a for a in typing.get_args(hint) if a is not type(None))
+    if name == "parts":
+        return _parts, {}
+    if typing.get_origin(base) is tuple and name != "parts":
+        return str, {}  # comma-separated; the config splits it
+    if typing.get_origin(base) is list:
+        # data: repeat the flag; views/modalities: one comma-separated value (the config splits it)
+        return str, ({"action": "append"} if repeat else {})
+    if base is bool:
+        return None, {"action": argparse.BooleanOptionalAction}
+    return base, {}
+
+
+def add_config_args(p: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field of ``config_cls`` (help, metavar and flag name from its metadata,
+    choices from ``training.config.CHOICES``); every default is None, so only the flags
+    given override the config file and the dataclass defaults."""
+    from training.config import CHOICES
+
+    hints = typing.get_type_hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        if f.name in skip or f.metadata.get("cli", True) is False:
+            continue
+        kind, extra = _config_type(f.name, hints[f.name], f.metadata.get("repeat", False))
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        text = f.metadata.get("help", "")
+        if shown not in (None, "") and "default" not in text:
+            text += f" (default: {shown})"
+        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": text}
+        if kind is not None:
+            kw["type"] = kind
+        if f.name in CHOICES:
+            kw["choices"] = CHOICES[f.name]
+        if "metavar" in f.metadata and "choices" not in kw:
+            kw["metavar"] = f.metadata["metavar"]
+        kw.update(extra)
+        p.add_argument(f.metadata.get("flag", "--" + f.name.replace("_", "-")), **kw)
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
-    _data_args(p, required=False)
-    p.add_argument("--config", help="YAML training config (CLI options override it)")
-    p.add_argument("--task", help="multilabel | covid | pneumonia | 3class | 4class")
-    p.add_argument("--split", help="saved split CSV (default: make one and save it with the model)")
-    p.add_argument("--arch", help="backbone (python -m training models lists them)")
-    p.add_argument("--mode", choices=("frozen", "finetune", "scratch"))
-    p.add_argument("--weights", help="imagenet | none | PATH (weights file or a model folder trained here)")
-    p.add_argument("--img-size", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--head-epochs", type=int, help="finetune: epochs of stage 1 (head only)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--balance", choices=("class_weight", "sampler", "none"))
-    p.add_argument("--no-augment", action="store_true", help="no augmentation (frozen mode then caches features)")
-    p.add_argument("--max-images", type=int, help="cap on training images (quick runs)")
-    p.add_argument("--patience", type=int, help="early stopping on validation loss (0 = off)")
-    p.add_argument("--cache-dir", help="preprocessed-image cache (default ~/.cache/cxrlab)")
-    p.add_argument("--out", help="output folder (models/NAME)")
-    p.add_argument("--distribute", choices=("none", "mirrored", "multiworker", "data_parallel", "auto"),
-                   help="data-parallel training (docs/scaling.md); --batch-size is then per replica")
-    p.add_argument("--no-scale-lr", dest="scale_lr", action="store_false", default=None,
-                   help="distributed: keep --lr as given (default: lr x replicas)")
-    p.add_argument("--accumulate", type=int, metavar="K",
-                   help="gradient accumulation: one update per K batches (effective batch K x batch)")
-    p.add_argument("--backup-every", dest="backup_interval", type=float, metavar="SECONDS",
-                   help="back up for resume at the first epoch end SECONDS after the last backup "
-                        "(default 60; 0 = every epoch)")
+    from training.config import TrainConfig
+
+    p.add_argument("--config", help="YAML training config (command-line options override it)")
+    add_config_args(p, TrainConfig)
 
 
 # ---------------------------------------------------------------- clinical (issue 6)
@@ -347,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(p)
     p.add_argument("--archs", help="comma-separated (default resnet50,inception_v3,xception,vgg16)")
 
+    from training.pretrain import PretrainConfig
+
+    p = add("pretrain", cmd_pretrain, "CXR-domain pretraining on the local data sets (the offline "
+            "substitute for ImageNet weights): supervised on every label they carry")
+    add_config_args(p, PretrainConfig)
+
     p = add("predict", cmd_predict, "predict files and folders (recursive; DICOM too)")
     p.add_argument("--model", action="append", required=True, help="model folder (repeat for several)")
     p.add_argument("paths", nargs="+")
@@ -397,11 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
 
-    p = add("demo", cmd_demo, "the main job: report, split, train four models, evaluate")
-    p.add_argument("--data", action="append", help="dataset folder(s); default: download ieee8023")
-    p.add_argument("--out", default="demo-output")
-    p.add_argument("--img-size", type=int)
-    p.add_argument("--epochs", type=int)
+    from training.demo import DemoConfig
+
+    p = add("demo", cmd_demo, "the main job: report, split, shortcut check, train four models, evaluate")
+    add_config_args(p, DemoConfig)
     p = add("semi", cmd_semi, "label-efficiency experiment: supervised vs self-training (semi-supervised)")
     _data_args(p)
     p.add_argument("--task", default="4class")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -19,56 +19,93 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "mixed_precision": ("auto", "on", "off"),
     "resize": ("pad", "crop"),
     "distribute": ("none", "mirrored", "multiworker", "data_parallel", "auto"),
+    "jit_compile": ("auto", "on", "off"),
 }
+
+
+def opt(default: Any = None, help: str = "", factory: Callable[[], Any] | None = None,
+        **cli: Any) -> Any:
+    """A config field with its command-line help (``cli``: flag name, metavar, ``cli=False``).
+
+    The ``train``/``train-all`` options are generated from these fields (``training.cli``), so
+    every field is a flag and no flag can be accepted and then dropped.
+    """
+    meta = {"help": help, **cli}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+#: default peak learning rate of a head on a frozen backbone (and of fine-tuning's stage 1)
+HEAD_LR = 1e-3
 
 
 @dataclass
 class TrainConfig:
     """Everything one training run depends on (saved as ``config.yaml`` and in the card)."""
 
-    data: list[str] = field(default_factory=list)
-    fmt: str = "auto"
-    task: str = "multilabel"
-    #: A saved split CSV; None → make one with ``seed`` and save ``split.csv`` in ``out``.
-    split: str | None = None
-    parts: tuple[float, float, float] = (0.7, 0.1, 0.2)
-    arch: str = "resnet50"
-    mode: str = "frozen"
-    weights: str | None = "auto"  # imagenet when obtainable, else scratch (said loudly)
-    img_size: int | None = None  # None → the architecture's default input size
-    epochs: int = 10
-    head_epochs: int = 3  # finetune: epochs of stage 1 (head only) before ``epochs`` of stage 2
-    batch_size: int = 32
-    lr: float = 1e-3
-    finetune_lr: float = 1e-5
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"
-    warmup_epochs: int = 1
-    augment: bool = True
-    balance: str = "class_weight"
-    seed: int = 0
-    out: str = "models/run"
-    name: str | None = None  # None → the name of the ``out`` folder
-    cache_dir: str | None = None  # None → training.data.cache.default_cache_dir()
-    on_error: str = "raise"
-    patience: int = 5  # early stopping on validation loss; 0 disables
-    views: list[str] | None = None  # None → the loader's defaults
-    modalities: list[str] | None = None
-    clip_percentile: float = 0.5
-    resize: str = "pad"
-    clahe: bool = False
-    feature_cache: str = "auto"  # frozen mode: train the head on cached backbone features
-    mixed_precision: str = "auto"  # auto → on when a GPU is visible
-    workers: int = 1
-    max_images: int | None = None  # cap on training rows (deterministic subsample)
-    #: data parallelism (training/engine/distribute.py); batch_size is then per replica
-    distribute: str = "none"
-    scale_lr: bool = True  # distributed: lr (and finetune_lr) × replicas (linear scaling rule)
-    #: gradient accumulation: one optimizer update per ``accumulate`` batches (same lr)
-    accumulate: int = 1
-    #: seconds between backups (written at epoch ends); 0 → after every epoch. Each backup is
-    #: the weights + optimizer state (270 MB for ResNet50), too much for 2 s GPU epochs.
-    backup_interval: float = 60.0
+    data: list[str] = opt(factory=list, help="dataset folder or CSV (repeat to combine several)",
+                          metavar="DIR", repeat=True)
+    fmt: str = opt("auto", "dataset format: auto | ieee8023 | folder | csv", flag="--format")
+    task: str = opt("multilabel", "label set: multilabel | multilabel-within-source | covid | "
+                    "pneumonia | 3class | 4class")
+    split: str | None = opt(None, "saved split CSV (default: make one with --seed and save it "
+                            "as OUT/split.csv)")
+    parts: tuple[float, float, float] = opt((0.7, 0.1, 0.2), "TRAIN,VAL,TEST fractions of a new "
+                                            "split, e.g. 70,10,20 or 80,20", metavar="T,V,T")
+    arch: str = opt("resnet50", "backbone (python -m training models lists them)")
+    mode: str = opt("frozen", "frozen (head only) | finetune (head, then the backbone) | scratch "
+                    "(random init, everything trains); offline, weights 'auto' means scratch")
+    weights: str | None = opt("auto", "auto (ImageNet when obtainable, else from scratch, said "
+                              "loudly) | imagenet | none | a weights file | a cxrlab model folder "
+                              "(e.g. one made by `pretrain`: the offline route)")
+    img_size: int | None = opt(None, "input size in px (default: the backbone's own)")
+    epochs: int = opt(10, "epochs (finetune: of stage 2)")
+    head_epochs: int = opt(3, "finetune: epochs of stage 1 (head only) before --epochs of stage 2")
+    batch_size: int = opt(32, "batch size (distributed: per replica)")
+    lr: float | None = opt(None, "peak learning rate (default: 1e-3 for a head; from scratch, the "
+                           "backbone's recipe value: 1e-3, VGG16 1e-4)")
+    finetune_lr: float = opt(1e-5, "finetune stage 2: peak learning rate of the whole network")
+    weight_decay: float = opt(1e-4, "AdamW weight decay")
+    optimizer: str = opt("adamw", "optimizer")
+    warmup_epochs: int = opt(1, "linear warm-up epochs before the cosine decay")
+    augment: bool = opt(True, "small rotations, shifts, zoom, brightness/contrast (never flips)")
+    balance: str = opt("class_weight", "class balance: loss weights | balanced sampler | none")
+    seed: int = opt(0, "seed of the split, initialisation, batch order and augmentation")
+    out: str = opt("models/run", "output folder (models/NAME)")
+    name: str | None = opt(None, "model name (default: the name of the output folder)")
+    cache_dir: str | None = opt(None, "preprocessed-image cache (default ~/.cache/cxrlab)")
+    on_error: str = opt("raise", "bad rows (missing/unreadable images): stop, or skip them and "
+                        "list them in the card (command line default: skip)")
+    patience: int = opt(5, "early stopping after this many epochs without a better validation "
+                        "loss (0: off)")
+    views: list[str] | None = opt(None, "ieee8023 views to keep, comma-separated (default PA,AP,"
+                                  "AP Supine)", metavar="V1,V2")
+    modalities: list[str] | None = opt(None, "ieee8023 modalities to keep (default X-ray)",
+                                       metavar="M1,M2")
+    clip_percentile: float = opt(0.5, "preprocessing: intensity percentile clipped at each end")
+    resize: str = opt("pad", "preprocessing: pad to square or centre-crop")
+    clahe: bool = opt(False, "preprocessing: CLAHE contrast equalisation")
+    feature_cache: str = opt("auto", "frozen mode: train the head on cached backbone features")
+    mixed_precision: str = opt("auto", "mixed precision (auto: on when a GPU is visible)")
+    #: Keras's 0.99 lags far behind in short runs: training/engine/batchnorm.py
+    bn_momentum: float = opt(0.9, "momentum of the moving averages of BatchNorm layers trained "
+                             "from scratch")
+    precise_bn: bool = opt(True, "after training, recompute BatchNorm statistics on the training "
+                           "images (precise BN) before validation, thresholds and saving")
+    jit_compile: str = opt("auto", "XLA-compile the train step (auto: on for GPUs and JAX, off "
+                           "for TensorFlow on the CPU, where it halved training speed)")
+    workers: int = opt(1, "batch-loading threads")
+    max_images: int | None = opt(None, "cap on training images (deterministic subsample)")
+    distribute: str = opt("none", "data-parallel training (docs/scaling.md); --batch-size is "
+                          "then per replica")
+    scale_lr: bool = opt(True, "distributed: lr (and finetune lr) x replicas (linear scaling)")
+    accumulate: int = opt(1, "gradient accumulation: one update per K batches", metavar="K")
+    #: Each backup is the weights + optimizer state (270 MB for ResNet50): too much for 2 s
+    #: GPU epochs.
+    backup_interval: float = opt(60.0, "back up for resume at the first epoch end SECONDS after "
+                                 "the last backup (0: every epoch)", flag="--backup-every",
+                                 metavar="SECONDS")
 
     def __post_init__(self) -> None:
         if isinstance(self.data, (str, Path)):
@@ -97,8 +134,20 @@ class TrainConfig:
         for key in ("head_epochs", "warmup_epochs", "patience"):
             if int(getattr(self, key)) < 0:
                 raise CXRError(f"config: {key} must be >= 0, got {getattr(self, key)}")
+        if not 0.0 <= float(self.bn_momentum) < 1.0:
+            raise CXRError(f"config: bn_momentum must be in [0, 1), got {self.bn_momentum}")
         if not float(self.backup_interval) >= 0:
             raise CXRError(f"config: backup_interval must be >= 0 seconds, got {self.backup_interval}")
+
+    def resolved_lr(self) -> float:
+        """``lr``, or the default for this mode and backbone (the registry's ``scratch_lr``)."""
+        if self.lr is not None:
+            return float(self.lr)
+        if self.mode == "scratch":
+            from training.models.registry import get_architecture  # keras import, only when needed
+
+            return get_architecture(self.arch).scratch_lr
+        return HEAD_LR
 
     @property
     def run_name(self) -> str:
@@ -133,9 +182,11 @@ def _check_keys(values: dict[str, Any], where: str) -> None:
         )
 
 
-def load_config(yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """A :class:`TrainConfig` from a YAML file (optional), then ``overrides`` that are not None."""
-    values: dict[str, Any] = {}
+def load_config(yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                defaults: dict[str, Any] | None = None) -> TrainConfig:
+    """A :class:`TrainConfig`: ``defaults``, then a YAML file (optional), then ``overrides``
+    that are not None."""
+    values: dict[str, Any] = dict(defaults or {})
     if yaml_path is not None:
         path = Path(yaml_path)
         if not path.is_file():

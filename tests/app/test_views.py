@@ -138,6 +138,18 @@ def test_model_card_page(client, bank):
     assert client.get("/models/nope").status_code == 404
 
 
+def test_model_card_page_names_the_initialisation(make_app, bank):
+    from app.model_bank import ModelBank
+
+    m = bank.models[0]
+    page = make_app().test_client().get(f"/models/{m.name}").get_data(as_text=True)
+    assert "random initialisation (trained from scratch)" in page  # a card without the entry
+    init = {"kind": "cxr-pretrained", "summary": "CXR-pretrained here on kermany (3,977 images)"}
+    other = ModelBank([type(m)(m.name, {**m.card, "initialisation": init}, m.model, m.preprocess, m.infer, m.path)])
+    page = make_app(MODEL_BANK=other).test_client().get(f"/models/{m.name}").get_data(as_text=True)
+    assert "Initialisation" in page and "CXR-pretrained here on kermany (3,977 images)" in page
+
+
 def test_model_card_page_falls_back_for_unknown_metric_structure(make_app, bank, tmp_path):
     from app.model_bank import ModelBank
 

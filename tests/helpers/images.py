@@ -78,3 +78,24 @@ def write_not_image(path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("this is not an image\n")
     return path
+
+
+def stripes(vertical: bool, seed: int, size: int = 40) -> np.ndarray:
+    """Random-period stripes plus noise: horizontal vs vertical is a learnable class."""
+    rng = np.random.default_rng(seed)
+    period = rng.integers(6, 10)
+    phase = rng.integers(0, period)
+    line = ((np.arange(size) + phase) % period < period // 2).astype(float)
+    img = np.tile(line, (size, 1)) if vertical else np.tile(line[:, None], (1, size))
+    img = 0.7 * img + 0.3 * rng.random((size, size))
+    return (img * 255).astype(np.uint8)
+
+
+def stripes_folder(root: str | Path, n_per_class: int = 24) -> Path:
+    """A class-folder dataset: NORMAL = horizontal stripes, PNEUMONIA = vertical (a patient each)."""
+    root = Path(root)
+    for cls, vertical in (("NORMAL", False), ("PNEUMONIA", True)):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            Image.fromarray(stripes(vertical, i + 100 * vertical)).save(root / cls / f"img{i:03d}.png")
+    return root

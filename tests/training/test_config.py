@@ -57,3 +57,10 @@ def test_cli_backup_every_reaches_the_config():
     assert _train_config(args).backup_interval == 0.0
     args = build_parser().parse_args(["train", "--data", "d"])
     assert _train_config(args).backup_interval == 60.0  # default: at most one backup a minute
+
+
+def test_lr_defaults_to_the_backbones_recipe():
+    assert TrainConfig(arch="vgg16", mode="scratch").resolved_lr() == 1e-4  # no BatchNorm: 1e-3 fails
+    assert TrainConfig(arch="resnet50", mode="scratch").resolved_lr() == 1e-3
+    assert TrainConfig(arch="vgg16", mode="frozen").resolved_lr() == 1e-3  # a head
+    assert TrainConfig(arch="vgg16", mode="scratch", lr=0.02).resolved_lr() == 0.02

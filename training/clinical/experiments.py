@@ -7,7 +7,6 @@ ImageNet weights are available offline, so these features are weak; see docs/fus
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -112,13 +111,11 @@ def _ci_text(d: dict[str, Any]) -> str:
 
 
 def write_results(results: dict[str, Any], out: str | Path) -> Path:
-    from training.models.card import jsonable
+    from training import io
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "results.json"
-    path.write_text(json.dumps(jsonable(results), indent=2, allow_nan=False) + "\n")
-    return path
+    return io.write_json(out / "results.json", results)
 
 
 def _settings(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
+from training import io
 from training import preprocess as pp
 from training.errors import DataError
 
@@ -213,13 +214,7 @@ class _Store:
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Write via a temporary file in the same folder, fsync, then ``os.replace`` into place."""
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write via a temporary file in the same folder, fsync, then ``os.replace`` into place
+    (:func:`training.io.atomic_open`: the file gets the mode ``open()`` would give)."""
+    with io.atomic_open(path, "wb") as f:
+        write(f)

@@ -30,7 +30,6 @@ import hashlib
 import logging
 import math
 import os
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
@@ -43,6 +42,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
+from training import io
 from training.data.dataset import CXRDataset
 from training.data.tasks import Task
 from training.errors import DataError, SplitError
@@ -304,18 +304,13 @@ def check_content_disjoint(df: pd.DataFrame, ds: CXRDataset | None = None,
 
 # --------------------------------------------------------------------------- files
 def save_split(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``df`` as CSV atomically (temp file + ``os.replace``); returns the path."""
+    """Write ``df`` as CSV atomically (:mod:`training.io`: temp file + ``os.replace``, the
+    mode ``open()`` would give); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = [c for c in (*COLUMNS, "fold") if c in df.columns]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            df[cols].to_csv(fh, index=False, lineterminator="\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with io.atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        df[cols].to_csv(fh, index=False, lineterminator="\n")
     return path
 
 

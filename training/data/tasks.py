@@ -29,6 +29,9 @@ class Task:
     #: For single-label tasks: maps a pathology-column getter to one (N,) class index
     #: array with -1 where the class is undecided.
     rule: Callable[[Callable[[str], np.ndarray]], np.ndarray] | None = None
+    #: Multilabel only: keep a label only within sources that have both of its classes
+    #: (:func:`within_source`); elsewhere it becomes NaN, for training and scoring alike.
+    within_source: bool = False
 
     def classes(self, ds: CXRDataset | None = None) -> list[str]:
         """Output names in order (multilabel: the dataset's pathologies)."""
@@ -41,13 +44,35 @@ class Task:
     def encode(self, ds: CXRDataset) -> np.ndarray:
         """Targets ``(N, C)`` float32: 1/0/NaN; single-label rows are one-hot or all NaN."""
         if self.kind == "multilabel":
-            return ds.labels.astype(np.float32, copy=True)
+            labels = ds.labels.astype(np.float32, copy=True)
+            return within_source(labels, ds.meta["source"].to_numpy()) if self.within_source else labels
         index = self.rule(lambda name: _column(ds, name))
         out = np.full((len(ds), len(self.fixed_classes)), np.nan, dtype=np.float32)
         known = index >= 0
         out[known] = 0.0
         out[np.flatnonzero(known), index[known]] = 1.0
         return out
+
+
+def within_source(labels: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """``labels`` with each (source, pathology) pair set to NaN where that source has only one
+    known value of the pathology.
+
+    Why: when two sources are combined, a label that one source has only as positives (adult
+    COVID-19 in ieee8023) and the other only as negatives (pediatric Kermany) is learnt most
+    cheaply from *which source* an image comes from (the source probe separates them with
+    ROC-AUC 0.99). Kept only where a source contrasts both classes, every label must be learnt,
+    and is scored, within a source. A single source loses only labels it has one value of,
+    which teach nothing anyway.
+    """
+    out = np.array(labels, dtype=np.float32, copy=True)
+    for source in np.unique(sources.astype(str)):
+        rows = sources.astype(str) == source
+        for j in range(out.shape[1]):
+            known = out[rows, j][~np.isnan(out[rows, j])]
+            if len(np.unique(known)) < 2:
+                out[np.flatnonzero(rows), j] = np.nan
+    return out
 
 
 def _column(ds: CXRDataset, name: str) -> np.ndarray:
@@ -98,6 +123,9 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in (
         Task("multilabel", "multilabel", "one sigmoid output per pathology (NaN = unknown, ignored by the loss)"),
+        Task("multilabel-within-source", "multilabel",
+             "multilabel, each label kept only within sources that have both of its classes "
+             "(combined datasets: no reward for recognising the source)", within_source=True),
         Task("covid", "single", "COVID-19 positive vs negative", ("COVID-19 negative", "COVID-19 positive"), _covid),
         Task("pneumonia", "single", "normal vs pneumonia (any cause)", ("Normal", "Pneumonia"), _pneumonia),
         Task("3class", "single", "normal / pneumonia (non-COVID) / COVID-19", ("Normal", "Pneumonia", "COVID-19"), _three),

@@ -13,13 +13,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import keras
+
+from training import io
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,7 @@ class Throughput(keras.callbacks.Callback):
 
 
 def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    io.write_json(path, data, indent=None)
 
 
 class BestOnValidation(keras.callbacks.Callback):
@@ -171,7 +170,7 @@ class BestOnValidation(keras.callbacks.Callback):
                 self.weights_path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = self.weights_path.with_name("tmp_" + self.weights_path.name)
                 model.save_weights(tmp)
-                os.replace(tmp, self.weights_path)
+                io.publish(tmp, self.weights_path, fsync=False)  # open()'s mode, then os.replace
             finally:
                 model.set_weights(current)
             self._best = None
@@ -232,7 +231,7 @@ class Backup(keras.callbacks.BackupAndRestore):
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / "tmp_latest.weights.h5"
         self.model.save_weights(str(tmp), overwrite=True)
-        os.replace(tmp, self._weights_path)
+        io.publish(tmp, self._weights_path, fsync=False)
         _atomic_json(Path(self._training_metadata_path), {"epoch": self._current_epoch, "batch": 0})
         self._last_save = time.monotonic()
 

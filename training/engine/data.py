@@ -88,12 +88,19 @@ class ArrayBatches(keras.utils.PyDataset):
         return len(self.rows)
 
 
-def class_balance_weights(targets: np.ndarray) -> tuple[np.ndarray, dict[int, float]]:
-    """Per-row loss weights and per-class weights, "balanced" as in scikit-learn.
+#: cap on a class weight: ieee8023 + Kermany have 12 fungal, 16 SARS and 16 ARDS images among
+#: ~5,000, whose "balanced" weights (72-96) made single batches dominate the loss (spikes).
+MAX_CLASS_WEIGHT = 10.0
 
-    Class weight = n / (C * count) (:func:`sklearn.utils.class_weight.compute_class_weight`);
-    a row gets the mean weight of its positive classes (multilabel rows with no positive get
-    weight 1). All-NaN rows get 0 (they are excluded from batches anyway).
+
+def class_balance_weights(targets: np.ndarray, max_weight: float = MAX_CLASS_WEIGHT
+                          ) -> tuple[np.ndarray, dict[int, float]]:
+    """Per-row loss weights and per-class weights, "balanced" as in scikit-learn, capped.
+
+    Class weight = n / (C * count) (:func:`sklearn.utils.class_weight.compute_class_weight`),
+    at most ``max_weight``; a row gets the mean weight of its positive classes (multilabel
+    rows with no positive get weight 1). All-NaN rows get 0 (they are excluded from batches
+    anyway).
     """
     from sklearn.utils.class_weight import compute_class_weight
 
@@ -104,8 +111,38 @@ def class_balance_weights(targets: np.ndarray) -> tuple[np.ndarray, dict[int, fl
     per_class = np.ones(targets.shape[1], dtype=np.float32)
     if len(labels) > 0:
         rows, cols = np.nonzero(pos)
-        per_class[labels] = compute_class_weight("balanced", classes=labels, y=cols)
+        per_class[labels] = np.minimum(compute_class_weight("balanced", classes=labels, y=cols), max_weight)
     weights = np.zeros(len(targets), dtype=np.float32)
     n_pos = pos.sum(axis=1)
     weights[known] = np.where(n_pos > 0, (pos * per_class).sum(axis=1) / np.maximum(n_pos, 1), 1.0)
     return weights, {int(c): float(per_class[c]) for c in labels}
+
+
+def keras_input(batches: ArrayBatches):
+    """What ``fit``/``predict`` are given: ``batches`` itself, or on TensorFlow a ``tf.data``
+    pipeline over it with autotuning off.
+
+    Why (measured, BENCHMARKS.md "Trainer speed"): Keras wraps a PyDataset (and NumPy arrays) in
+    ``tf.data`` with ``prefetch(AUTOTUNE)``, whose autotuning thread sleeps on a timer; the
+    destruction of each epoch's iterator waits for it to wake, so the process sat idle for
+    seconds at every epoch and validation start. The batches, their order (a function of
+    ``(seed, epoch)``: each epoch's iterator is made after ``EpochSync`` set the epoch) and
+    the prefetching of two batches are unchanged.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return batches
+    import tensorflow as tf
+
+    first = batches[0]
+    signature = tuple(tf.TensorSpec((None, *np.shape(a)[1:]), tf.as_dtype(np.asarray(a).dtype))
+                      for a in first)
+
+    def generate():
+        for i in range(len(batches)):
+            yield batches[i]
+
+    ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)

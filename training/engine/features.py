@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import keras
+
+from training import io
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,8 @@ def cached_features(feature_model: keras.Model, images: np.ndarray, key: str, ca
         log.warning("features: %s has %d rows, expected %d; recomputing", path, len(feats), len(images))
     feats = compute_features(feature_model, images, batch_size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npy")
-    np.save(tmp, feats)
-    os.replace(tmp, path)
+    with io.atomic_open(path, "wb") as f:
+        np.save(f, feats)
     log.info("features: computed %s for %d images", feats.shape, len(images))
     return feats
 

@@ -29,10 +29,11 @@ import pandas as pd
 import keras
 
 from training.config import TrainConfig, dump_config
+from training.engine import batchnorm
 from training.engine import features as feats
 from training.engine.augment import build_augmentation, with_augmentation
 from training.engine.callbacks import BestOnValidation, build_callbacks
-from training.engine.data import ArrayBatches, class_balance_weights, usable_rows
+from training.engine.data import ArrayBatches, class_balance_weights, keras_input, usable_rows
 from training.engine.distribute import Distribution, make_distribution, worker_out
 from training.engine.schedule import PerUpdate, warmup_cosine
 from training.errors import CXRError, DataError
@@ -190,6 +191,13 @@ def make_optimizer(cfg: TrainConfig, lr: float, steps: int, epochs: int) -> kera
     return keras.optimizers.SGD(schedule, momentum=0.9, **extra)
 
 
+def use_jit(setting: str) -> bool:
+    """Whether to XLA-compile the train step (``TrainConfig.jit_compile``)."""
+    if setting != "auto":
+        return setting == "on"
+    return keras.backend.backend() == "jax" or gpus_visible()
+
+
 def _compile(model: keras.Model, cfg: TrainConfig, kind: str, lr: float, steps: int, epochs: int) -> None:
     opt = make_optimizer(cfg, lr, steps, epochs)
     if kind == "single":
@@ -198,7 +206,7 @@ def _compile(model: keras.Model, cfg: TrainConfig, kind: str, lr: float, steps: 
         from training.engine.losses import masked_binary_accuracy
 
         metrics = [keras.metrics.MeanMetricWrapper(masked_binary_accuracy, name="accuracy")]
-    model.compile(optimizer=opt, loss=_loss(kind), metrics=metrics)
+    model.compile(optimizer=opt, loss=_loss(kind), metrics=metrics, jit_compile=use_jit(cfg.jit_compile))
 
 
 def _batches(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, train: bool) -> ArrayBatches:
@@ -234,7 +242,9 @@ def _run_stage(cfg: TrainConfig, st: Stage, prep: Prepared, kind: str, best: Bes
                           backup_interval=cfg.backup_interval)
     log.info("stage %s: epochs %d..%d, lr %g, %d training rows", st.name, st.first_epoch + 1,
              st.last_epoch, st.lr, train.n_rows)
-    st.fit_model.fit(train, validation_data=val if val is not None and val.n_rows else None,
+    st.fit_model.fit(keras_input(train),
+                     validation_data=keras_input(val) if val is not None and val.n_rows else None,
+                     shuffle=False,  # the batches are shuffled by (seed, epoch) already
                      epochs=st.last_epoch, initial_epoch=st.first_epoch, callbacks=cbs,
                      verbose=verbose)
 
@@ -332,7 +342,7 @@ def validation_report(model: keras.Model, prep: Prepared, batch_size: int) -> tu
     classes, kind = prep.classes, prep.task.kind
     if len(y) == 0:
         return {}, {c: 0.5 for c in classes}, "0.5 (no validation images)"
-    p = np.asarray(model.predict(ArrayBatches(prep.images["val"], y, batch_size), verbose=0))
+    p = np.asarray(model.predict(keras_input(ArrayBatches(prep.images["val"], y, batch_size)), verbose=0))
     thresholds, method = choose_thresholds(y, p, classes)
     metrics = dict(compute_metrics(y, p, kind, classes, [thresholds[c] for c in classes]))
     metrics["loss"] = float(keras.ops.convert_to_numpy(keras.ops.mean(_loss(kind)(y, p))))
@@ -355,6 +365,7 @@ def build_card(cfg: TrainConfig, prep: Prepared, facts: dict, metrics: dict, thr
     """The model card (docs/architecture.md) of a finished run."""
     from training.data.splits import split_counts, split_hash
     from training.models.registry import get_architecture
+    from training.models.weights import describe_initialisation
 
     counts = split_counts(prep.split, prep.targets, prep.classes)
     seconds = history["epoch_seconds"].mean() if "epoch_seconds" in history else float("nan")
@@ -368,6 +379,7 @@ def build_card(cfg: TrainConfig, prep: Prepared, facts: dict, metrics: dict, thr
         "preprocessing": prep.preprocess.to_dict(),
         "gradcam_layer": get_architecture(cfg.arch).gradcam_layer,
         "transfer": {"mode": cfg.mode, "weights": cfg.weights},
+        "initialisation": describe_initialisation(cfg.weights),
         "training": {**cfg.to_dict(), **facts, "epochs_run": int(len(history)),
                      "seconds_per_epoch": None if np.isnan(seconds) else float(seconds),
                      "train_images_used": int(len(prep.index["train"]))},
@@ -398,6 +410,7 @@ def train(cfg: TrainConfig, ds=None, callbacks: Iterable[keras.callbacks.Callbac
         log.warning(note)
         print(f"WARNING: {note}", file=sys.stderr)
     cfg = dataclasses.replace(cfg, mode=mode, weights=weights)
+    cfg = dataclasses.replace(cfg, lr=cfg.resolved_lr())  # the saved config records the lr used
     dist = make_distribution(cfg.distribute)
     with worker_out(cfg.out, dist) as out:
         # Non-chief workers run every step (the collectives need them) but write to ``out``,
@@ -411,7 +424,7 @@ def run_facts(cfg: TrainConfig, dist: Distribution) -> dict[str, Any]:
     return {"distribute": dist.setting, "replicas": dist.replicas,
             "global_batch": dist.global_batch(cfg.batch_size),
             "effective_batch": dist.global_batch(cfg.batch_size) * int(cfg.accumulate),
-            "lr_used": dist.scaled_lr(cfg.lr, cfg.scale_lr),
+            "lr_used": dist.scaled_lr(cfg.resolved_lr(), cfg.scale_lr),
             "finetune_lr_used": dist.scaled_lr(cfg.finetune_lr, cfg.scale_lr)}
 
 
@@ -443,7 +456,13 @@ def _train_in(cfg: TrainConfig, ds, dist: Distribution, note: str | None,
         with dist.scope():  # variables and optimizer state are created inside the strategy
             model = build_model(cfg.arch, prep.classes, prep.task.kind, prep.size, cfg.mode,
                                 cfg.weights, seed=cfg.seed)
+            if cfg.mode == "scratch":
+                batchnorm.set_momentum(model, cfg.bn_momentum)
             facts = _fit_all(run_cfg, prep, model, backup, callbacks, verbose)
+            y_val = prep.targets[prep.index["val"]]
+            facts["batchnorm"] = batchnorm.settle(
+                model, prep.images["train"], prep.images["val"], y_val, _loss(prep.task.kind),
+                run_cfg.batch_size, seed=cfg.seed, precise=cfg.precise_bn)
             metrics, thresholds, method = validation_report(model, prep, run_cfg.batch_size)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from training import io
 from training.errors import ImageDecodeError, ModelCardError, SplitError
 from training.evaluation import metrics as M
 from training.evaluation.bootstrap import attach_ci, bootstrap_metrics
@@ -341,8 +342,7 @@ def make_figures(Y: np.ndarray, P: np.ndarray, result: dict, outputs: Sequence[s
 
 def write_json(obj: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rounded(obj), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return path
+    return io.write_text(path, json.dumps(rounded(obj), indent=2, allow_nan=False) + "\n")
 
 
 def evaluate_model(model_dir: str | Path, data: Sequence[str], split: str | None = None,

@@ -1,17 +1,15 @@
 """Self-describing saved models: ``model.keras`` + ``card.json`` in one directory.
 
-Saves are atomic per file (temp file in the same folder, then ``os.replace``); the model
-is replaced before its card, and the card records the model's SHA-256, so an interrupted
+Saves are atomic per file (temp file in the same folder, then ``os.replace``: training.io,
+which gives the files the mode a plain ``open()`` would); the model is replaced before its card, and the card records the model's SHA-256, so an interrupted
 save leaves either the previous pair, a new model without a card (ignored by the app), or
 a mismatch that :func:`load_model` reports, never a silently wrong model.
 """
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import importlib.metadata
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -19,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
 import training
+from training import io
 from training.errors import ModelCardError
+from training.io import file_sha256, jsonable  # noqa: F401  (re-exported: older imports)
 from training.models.build import count_params
 
 CARD_VERSION = 1
@@ -109,11 +108,10 @@ def save_model(model: keras.Model, card: dict, out_dir: str | os.PathLike) -> Pa
     tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=out))
     try:
         model.save(tmp / MODEL_FILE)
-        _fsync(tmp / MODEL_FILE)
         card["model_sha256"] = file_sha256(tmp / MODEL_FILE)
-        _write_json(card, tmp / CARD_FILE)
-        os.replace(tmp / MODEL_FILE, out / MODEL_FILE)  # model first: never a card without it
-        os.replace(tmp / CARD_FILE, out / CARD_FILE)
+        text = io.json_text(card)  # serialised before anything is replaced
+        io.publish(tmp / MODEL_FILE, out / MODEL_FILE)  # model first: never a card without it
+        io.write_text(out / CARD_FILE, text)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -187,54 +185,5 @@ def update_card(model_dir: str | os.PathLike, **fields: Any) -> dict:
     card = read_card(d)
     card.update(fields)
     validate_card(card, d / CARD_FILE)
-    fd, tmp = tempfile.mkstemp(prefix=".card-", suffix=".json", dir=d)
-    os.close(fd)
-    try:
-        _write_json(card, Path(tmp))
-        os.replace(tmp, d / CARD_FILE)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    io.write_json(d / CARD_FILE, card)
     return card
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    """Flush a finished file to disk before it is renamed into place."""
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _write_json(obj: Any, path: Path) -> None:
-    """Strict JSON (NaN/inf → null, numpy → Python), flushed to disk before the rename."""
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(jsonable(obj), f, indent=2, allow_nan=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def jsonable(obj: Any) -> Any:
-    """JSON-safe copy: numpy to Python, NaN/inf to None, tuples to lists, paths to str."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-

@@ -160,6 +160,37 @@ def copy_weights_by_name(source: Iterable[keras.layers.Layer],
     return copied, total
 
 
+def describe_initialisation(weights: str | os.PathLike | None) -> dict:
+    """Where a model's backbone weights started (the card's ``initialisation``).
+
+    ``kind``: ``imagenet``, ``cxr-pretrained`` (a cxrlab model folder made by ``pretrain``),
+    ``cxrlab-model`` (another cxrlab model folder), ``file`` (a weights file) or ``none``
+    (random initialisation); ``summary`` says it in one line for the card page and the app.
+    """
+    spec = normalise_weights(weights)
+    if spec is None:
+        return {"kind": "none", "summary": "none: random initialisation (trained from scratch)"}
+    if spec == "imagenet":
+        return {"kind": "imagenet", "summary": "ImageNet (keras.applications weights)"}
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        return {"kind": "file", "summary": f"weights file {path.name}", "path": str(path)}
+    from training.models.card import CARD_FILE, file_sha256, read_card  # card imports build, which imports this
+
+    card = read_card(path)
+    info = {"path": str(path), "name": card.get("name"), "architecture": card.get("architecture"),
+            "model_sha256": card.get("model_sha256") or file_sha256(path / "model.keras"),
+            "card_sha256": file_sha256(path / CARD_FILE)}
+    pre = card.get("pretraining")
+    if pre:
+        sources = ", ".join(pre.get("sources") or pre.get("data") or [])
+        return {"kind": "cxr-pretrained", **info, "sources": pre.get("sources"), "images": pre.get("images"),
+                "summary": f"CXR-pretrained here on {sources} ({pre.get('images')} images, "
+                           f"{pre.get('task')}): {card.get('name')}"}
+    return {"kind": "cxrlab-model", **info,
+            "summary": f"the backbone of cxrlab model {card.get('name')} ({card.get('task')})"}
+
+
 def imagenet_obtainable(arch: str) -> bool:
     """True when ``arch``'s ImageNet weights are cached or their host answers now."""
     from training.models.registry import get_architecture

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from training.errors import DataError
-from training.models.card import jsonable
+from training.io import jsonable
 from training.semi.model import small_cnn
 from training.semi.pseudo_label import SelfTrainConfig, fit_model, predict, self_train
 

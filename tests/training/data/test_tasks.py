@@ -64,3 +64,33 @@ def test_every_task_has_classes(name):
     assert task.kind in ("multilabel", "single")
     if task.kind == "single":
         assert len(task.classes()) >= 2
+
+
+def test_within_source_keeps_only_labels_a_source_contrasts():
+    """Combined sources: a label one source has only as positives and the other only as
+    negatives is learnt from the source, so each is kept only where its source has both."""
+    rows = [COVID, COVID, BACT, NORMAL, NORMAL, BACT, VIRAL, UNLABELLED]
+    ds = _ds(rows)
+    ds.meta["source"] = ["ieee", "ieee", "ieee", "kermany", "kermany", "kermany", "kermany", "kermany"]
+    plain, ws = get_task("multilabel").encode(ds), get_task("multilabel-within-source").encode(ds)
+    col = {p: PATHOLOGIES.index(p) for p in PATHOLOGIES}
+    ieee, kermany = np.arange(3), np.arange(3, 7)
+    # COVID-19: ieee8023 has both classes, Kermany only negatives -> NaN there
+    assert np.array_equal(ws[ieee, col["COVID-19"]], plain[ieee, col["COVID-19"]])
+    assert np.isnan(ws[kermany, col["COVID-19"]]).all() and (plain[kermany, col["COVID-19"]] == 0).all()
+    # No Finding: ieee8023 has no normal here -> NaN there, Kermany keeps both classes
+    assert np.isnan(ws[ieee, col["No Finding"]]).all()
+    assert np.array_equal(ws[kermany, col["No Finding"]], [1, 1, 0, 0])
+    # Pneumonia: all positive in ieee8023 -> NaN; Kermany contrasts it
+    assert np.isnan(ws[ieee, col["Pneumonia"]]).all() and not np.isnan(ws[kermany, col["Pneumonia"]]).any()
+    # unknown stays unknown; known values are never changed, only hidden
+    assert np.isnan(ws[7]).all()
+    known = ~np.isnan(ws)
+    assert np.array_equal(ws[known], plain[known])
+
+
+def test_within_source_on_one_source_drops_only_single_valued_labels():
+    ds = _ds([COVID, BACT, NORMAL, VIRAL])
+    ws = get_task("multilabel-within-source").encode(ds)
+    assert np.isnan(ws[:, PATHOLOGIES.index("SARS")]).all()  # all 0: teaches nothing
+    assert not np.isnan(ws[:, PATHOLOGIES.index("COVID-19")]).any()

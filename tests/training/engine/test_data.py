@@ -76,6 +76,17 @@ def test_class_balance_weights_single_and_multilabel():
     assert w[1] == 1.0 and w[0] > 0 and w[2] > 0
 
 
+def test_class_weights_are_capped():
+    """A label with 1 positive in 200 rows would get weight 100: capped, so a batch holding
+    that one row does not dominate the loss."""
+    y = np.zeros((200, 2), np.float32)
+    y[:, 0], y[0] = 1, [0, 1]
+    w, per_class = class_balance_weights(y)
+    assert per_class[1] == 10.0 and w[0] == 10.0
+    _, uncapped = class_balance_weights(y, max_weight=np.inf)
+    assert uncapped[1] == pytest.approx(100.0)
+
+
 def test_sample_weight_is_yielded():
     images, y = _arrays(6)
     batch = ArrayBatches(images, y, 4, sample_weight=np.arange(6, dtype=np.float32))[0]

@@ -5,8 +5,8 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
+from tests.helpers.images import stripes_folder
 from training.config import TrainConfig
 from training.engine import features as feats
 from training.engine.fit import train, train_all
@@ -16,25 +16,10 @@ from training.models.card import load_model
 N_PER_CLASS = 24
 
 
-def _stripes(vertical: bool, seed: int, size: int = 40) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    period = rng.integers(6, 10)
-    phase = rng.integers(0, period)
-    line = ((np.arange(size) + phase) % period < period // 2).astype(float)
-    img = np.tile(line, (size, 1)) if vertical else np.tile(line[:, None], (1, size))
-    img = 0.7 * img + 0.3 * rng.random((size, size))
-    return (img * 255).astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """NORMAL = horizontal stripes, PNEUMONIA = vertical stripes (one patient per file)."""
-    root = tmp_path_factory.mktemp("stripes")
-    for cls, vertical in (("NORMAL", False), ("PNEUMONIA", True)):
-        (root / cls).mkdir()
-        for i in range(N_PER_CLASS):
-            Image.fromarray(_stripes(vertical, i + 100 * vertical)).save(root / cls / f"img{i:03d}.png")
-    return root
+    return stripes_folder(tmp_path_factory.mktemp("stripes"), N_PER_CLASS)
 
 
 @pytest.fixture(scope="module")
