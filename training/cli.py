@@ -144,11 +144,16 @@ def cmd_train_all(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_from_args(config_cls: type, args: argparse.Namespace):
+    """``config_cls`` from the flags :func:`add_config_args` made (flags not given: its defaults)."""
+    given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(config_cls)}
+    return config_cls(**{k: v for k, v in given.items() if v is not None})
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from training.pretrain import PretrainConfig, pretrain
 
-    keys = [f.name for f in dataclasses.fields(PretrainConfig)]
-    cfg = PretrainConfig(**{k: getattr(args, k) for k in keys if getattr(args, k, None) is not None})
+    cfg = _config_from_args(PretrainConfig, args)
     out = pretrain(cfg)
     save_resolved(dataclasses.asdict(cfg), out, "pretrain.config.yaml")
     print(f"pretrained model: {out}\n  use it: python -m training train --weights {out} --mode finetune ...")
@@ -214,8 +219,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from training.demo import DemoConfig, run_demo
 
-    keys = [f.name for f in dataclasses.fields(DemoConfig)]
-    cfg = DemoConfig(**{k: getattr(args, k) for k in keys if getattr(args, k, None) is not None})
+    cfg = _config_from_args(DemoConfig, args)
     run_demo(cfg)
     save_resolved(dataclasses.asdict(cfg), cfg.out, "demo.config.yaml")
     return 0
@@ -276,7 +280,7 @@ def _config_type(name: str, hint: Any, repeat: bool) -> tuple[Any, dict[str, Any
         base = next(a for a in typing.get_args(hint) if a is not type(None))
     if name == "parts":
         return _parts, {}
-    if typing.get_origin(base) is tuple and name != "parts":
+    if typing.get_origin(base) is tuple:
         return str, {}  # comma-separated; the config splits it
     if typing.get_origin(base) is list:
         # data: repeat the flag; views/modalities: one comma-separated value (the config splits it)

@@ -149,10 +149,10 @@ def settle(model: keras.Model, train_images: np.ndarray, val_images: np.ndarray,
     validation loss disagrees with the train-mode one. Models without trainable BN layers
     (frozen backbones, VGG16) get ``{"layers": 0}``.
     """
-    n_layers = len(trainable_bn_layers(model))
-    if n_layers == 0:
+    layers = trainable_bn_layers(model)
+    if not layers:
         return {"layers": 0}
-    out: dict[str, Any] = {"layers": n_layers, "momentum": trainable_bn_layers(model)[0].momentum}
+    out: dict[str, Any] = {"layers": len(layers), "momentum": layers[0].momentum}
     if precise:
         out["precise_bn_images"] = precise_bn(model, train_images, batch_size, seed=seed)["images"]
     if len(val_images):

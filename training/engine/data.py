@@ -122,7 +122,7 @@ def keras_input(batches: ArrayBatches):
     """What ``fit``/``predict`` are given: ``batches`` itself, or on TensorFlow a ``tf.data``
     pipeline over it with autotuning off.
 
-    Why (measured, BENCHMARKS.md "Trainer speed"): Keras wraps a PyDataset (and NumPy arrays) in
+    Why (measured, BENCHMARKS.md "Training throughput on CPU"): Keras wraps a PyDataset (and NumPy arrays) in
     ``tf.data`` with ``prefetch(AUTOTUNE)``, whose autotuning thread sleeps on a timer; the
     destruction of each epoch's iterator waits for it to wake, so the process sat idle for
     seconds at every epoch and validation start. The batches, their order (a function of

@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 import keras
 
 from training.errors import CXRError
+from training.io import file_sha256
 from training.models.registry import Architecture
 
 log = logging.getLogger(__name__)
@@ -175,11 +176,11 @@ def describe_initialisation(weights: str | os.PathLike | None) -> dict:
     path = Path(spec).expanduser()
     if not path.is_dir():
         return {"kind": "file", "summary": f"weights file {path.name}", "path": str(path)}
-    from training.models.card import CARD_FILE, file_sha256, read_card  # card imports build, which imports this
+    from training.models.card import CARD_FILE, MODEL_FILE, read_card  # card imports build, which imports this
 
     card = read_card(path)
     info = {"path": str(path), "name": card.get("name"), "architecture": card.get("architecture"),
-            "model_sha256": card.get("model_sha256") or file_sha256(path / "model.keras"),
+            "model_sha256": card.get("model_sha256") or file_sha256(path / MODEL_FILE),
             "card_sha256": file_sha256(path / CARD_FILE)}
     pre = card.get("pretraining")
     if pre:
