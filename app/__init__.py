@@ -6,19 +6,26 @@ A research tool, not a diagnostic device. Start with ``gunicorn -c gunicorn.conf
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from app import config as app_config
+from app.config import DISCLAIMER, DISCLAIMER_DETAIL  # noqa: F401  (app.DISCLAIMER: re-exported)
 
-DISCLAIMER_DETAIL = ("The outputs are not validated for clinical use and must not guide "
-                     "diagnosis or treatment.")
-DISCLAIMER = f"Research tool, not a diagnostic device. {DISCLAIMER_DETAIL}"
 
 csrf = CSRFProtect()
 log = logging.getLogger(__name__)
+
+
+def asset_dir(name: str) -> str:
+    """``templates``/``static``: inside the installed package (``pip install .`` puts them in
+    ``app/``), else the checkout's top-level folder of that name."""
+    here = Path(__file__).resolve().parent
+    installed = here / name
+    return str(installed if installed.is_dir() else here.parent / name)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -27,13 +34,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ``config["MODEL_BANK"]`` may hold an already loaded :class:`ModelBank` (tests);
     otherwise every model of ``MODELS_DIR`` is loaded now, once.
     """
+    # Imported here, not at the top: `import app` (gunicorn's config, healthcheck, app.config)
+    # must not load TensorFlow, which the model bank and the blueprints bring in.
     from app import api, errors, security, views
     from app.forms import make_upload_form
     from app.limiter import InflightLimiter
     from app.model_bank import ModelBank
     from app.uploads import InMemoryRequest
 
-    app = Flask(__name__, template_folder="../templates", static_folder="../static")
+    app = Flask(__name__, template_folder=asset_dir("templates"), static_folder=asset_dir("static"))
     app.request_class = InMemoryRequest
     app.config.update(app_config.from_env())
     app.config.update(config or {})

@@ -5,7 +5,8 @@ import logging
 
 from flask import Blueprint, jsonify, request
 
-from app import DISCLAIMER, state
+from app import state
+from app.config import DISCLAIMER
 from app.cards import public_card, short_card
 from app.uploads import read_upload
 

@@ -1,9 +1,12 @@
 """Short, display-ready views of model cards (for the pages and the API)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.metrics_view import summary_json, test_summary
+
+if TYPE_CHECKING:  # a type only: this module stays free of Keras
+    from training.models.card import ModelCard
 
 #: Card keys too bulky or too internal for the API's model list.
 BULKY_KEYS = ("training",)
@@ -51,41 +54,40 @@ def metric_rows(metrics: Any, prefix: str = "", limit: int = 40) -> list[tuple[s
     return rows[:limit]
 
 
-def initialisation(card: dict[str, Any]) -> str:
+def initialisation(card: ModelCard) -> str:
     """Where the model's backbone weights started, in one line (cards before it: from transfer)."""
-    init = card.get("initialisation")
+    init = card.initialisation
     if isinstance(init, dict) and init.get("summary"):
         return str(init["summary"])
-    weights = (card.get("transfer") or {}).get("weights")
+    weights = card.transfer.get("weights")
     return f"from {weights} weights" if weights else "none: random initialisation (trained from scratch)"
 
 
-def short_card(card: dict[str, Any]) -> dict[str, Any]:
+def short_card(card: ModelCard) -> dict[str, Any]:
     """What a clinician needs beside a prediction: data, split, test metrics or their absence."""
-    data, split = card.get("data") or {}, card.get("split") or {}
-    test = (card.get("metrics") or {}).get("test") or {}
+    data, split, test = card.data, card.split, card.test_metrics
     summary = test_summary(card)
     sha = split.get("sha256") or ""
     return {
-        "name": card.get("name"),
-        "architecture": card.get("architecture"),
-        "task": card.get("task"),
-        "kind": card.get("kind"),
-        "input_size": card.get("input_size"),
+        "name": card.name,
+        "architecture": card.architecture,
+        "task": card.task,
+        "kind": card.kind,
+        "input_size": card.input_size,
         "initialisation": initialisation(card),
-        "outputs": list(card.get("outputs") or []),
+        "outputs": list(card.outputs),
         "data_sources": list(data.get("sources") or []),
         "data_counts": {part: _total(c) for part, c in (data.get("counts") or {}).items()},
         "split_file": split.get("file"),
         "split_sha256_prefix": sha[:12] or None,
         "split_counts": split.get("counts") or {},
-        "test_set": card.get("test_set"),
-        "evaluated": bool(test) and card.get("test_set") is not None,
+        "test_set": card.test_set,
+        "evaluated": bool(test) and card.test_set is not None,
         # evaluate's structure as {output: {metric: {value, low, high}}}; else a flat fallback
         "test": summary_json(summary),
         "test_metrics": {} if summary else dict(metric_rows(test)),
-        "threshold_method": card.get("threshold_method"),
-        "created": card.get("created"),
+        "threshold_method": card.threshold_method,
+        "created": card.created,
     }
 
 
@@ -98,6 +100,7 @@ def _trim(value: Any) -> Any:
     return value
 
 
-def public_card(card: dict[str, Any]) -> dict[str, Any]:
-    """The card without its resolved training config and long arrays."""
-    return _trim({k: v for k, v in card.items() if k not in BULKY_KEYS})
+def public_card(card: ModelCard | dict[str, Any]) -> dict[str, Any]:
+    """The card's JSON without its resolved training config and long arrays."""
+    raw = card if isinstance(card, dict) else card.to_json()
+    return _trim({k: v for k, v in raw.items() if k not in BULKY_KEYS})

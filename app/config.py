@@ -9,6 +9,11 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: Shown on every page, in every API answer and report.
+DISCLAIMER_DETAIL = ("The outputs are not validated for clinical use and must not guide "
+                     "diagnosis or treatment.")
+DISCLAIMER = f"Research tool, not a diagnostic device. {DISCLAIMER_DETAIL}"
+
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
     raw = env.get(key, "")

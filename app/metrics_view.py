@@ -13,49 +13,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from training.evaluation.estimate import CI_LEVEL, Estimate  # noqa: F401  (CI_LEVEL: used by compare_report)
+
+if TYPE_CHECKING:  # a type only: this module stays free of Keras
+    from training.models.card import ModelCard
 
 #: (key in the evaluation's metric dicts, column label), in display order.
 METRICS: tuple[tuple[str, str], ...] = (
     ("roc_auc", "AUC"), ("recall", "Sensitivity"), ("specificity", "Specificity"),
     ("precision", "PPV"), ("f1", "F1"))
-CI_LEVEL = "95% CI"
 
 
 def _number(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
     return float(v)
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A point estimate and its CI; None where undefined (e.g. AUC with one class present)."""
-
-    value: float | None
-    low: float | None = None
-    high: float | None = None
-
-    @classmethod
-    def of(cls, raw: Any) -> Estimate:
-        """From ``{"value", "low", "high"}``, a bare number, or anything else (n/a)."""
-        if isinstance(raw, dict):
-            return cls(_number(raw.get("value")), _number(raw.get("low")), _number(raw.get("high")))
-        return cls(_number(raw))
-
-    @property
-    def text(self) -> str:
-        return "n/a" if self.value is None else f"{self.value:.3f}"
-
-    @property
-    def ci(self) -> str:
-        """"0.850–0.950", or "" when the bootstrap gave no interval."""
-        if self.low is None or self.high is None:
-            return ""
-        return f"{self.low:.3f}–{self.high:.3f}"
-
-    def __str__(self) -> str:
-        return f"{self.text} ({CI_LEVEL} {self.ci})" if self.ci and self.value is not None else self.text
 
 
 @dataclass
@@ -105,23 +79,23 @@ def _overlap_warning(overlap: Any, n_images: Any) -> str | None:
     return None
 
 
-def test_summary(card: dict[str, Any]) -> TestSummary | None:
+def test_summary(card: ModelCard) -> TestSummary | None:
     """The card's test evaluation in display form; None if absent or not evaluate's structure."""
-    test = (card.get("metrics") or {}).get("test")
+    test = card.test_metrics
     if not isinstance(test, dict) or not isinstance(test.get("metrics"), dict):
         return None
     metrics = test["metrics"]
     per_output = metrics.get("per_output")
     if not isinstance(per_output, dict) or not per_output:
         return None
-    order = [o for o in metrics.get("outputs") or card.get("outputs") or [] if o in per_output]
+    order = [o for o in metrics.get("outputs") or card.outputs or [] if o in per_output]
     rows = [OutputRow(name, metric_cells(d), d.get("n_pos"), d.get("n_neg"), _number(d.get("threshold")))
             for name in order or list(per_output) for d in [per_output[name]] if isinstance(d, dict)]
     extra = [(label, Estimate.of(metrics[key])) for key, label in
              (("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy")) if key in metrics]
     thresholds = test.get("thresholds") if isinstance(test.get("thresholds"), dict) else {}
     return TestSummary(
-        test_set=test.get("test_set") or card.get("test_set"), part=test.get("part"),
+        test_set=test.get("test_set") or card.test_set, part=test.get("part"),
         split=test.get("split"), n_images=test.get("n_images"), n_patients=test.get("n_patients"),
         threshold_method=thresholds.get("method"), outputs=rows,
         macro=metric_cells(metrics.get("macro") or {}), extra=extra,
@@ -134,7 +108,7 @@ def summary_json(summary: TestSummary | None) -> dict[str, Any] | None:
         return None
 
     def cells(row: list[Estimate]) -> dict[str, Any]:
-        return {key: vars(e) for (key, _), e in zip(METRICS, row)}
+        return {key: {k: e.to_json()[k] for k in ("value", "low", "high")} for (key, _), e in zip(METRICS, row)}
 
     return {"test_set": summary.test_set, "part": summary.part, "n_images": summary.n_images,
             "n_patients": summary.n_patients, "threshold_method": summary.threshold_method,

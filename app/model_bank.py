@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from training.errors import CXRError, ModelCardError
+from training.models.card import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,12 @@ class Prediction:
 
 
 @dataclass
-class LoadedModel:
-    """One model with its card, preprocessing and compiled inference function."""
+class ServedModel:
+    """One served model: its card, preprocessing and compiled inference function (the
+    evaluation's counterpart is ``training.evaluation.predict.LoadedModel``)."""
 
     name: str
-    card: dict[str, Any]
+    card: ModelCard
     model: Any
     preprocess: Any                     # training.preprocess.PreprocessConfig
     infer: Callable[[np.ndarray], np.ndarray]
@@ -65,11 +67,10 @@ class LoadedModel:
 
     @property
     def outputs(self) -> list[str]:
-        return list(self.card["outputs"])
+        return list(self.card.outputs)
 
     def threshold(self, output: str) -> float | None:
-        thresholds = self.card.get("thresholds")
-        return None if thresholds is None else float(thresholds[output])
+        return self.card.threshold(output)
 
 
 def configure_device(device: str = "auto") -> str:
@@ -133,9 +134,9 @@ def _scan(root: Path) -> list[Path]:
     return found
 
 
-def _check(folder: Path, model: Any, card: dict[str, Any]) -> None:
+def _check(folder: Path, model: Any, card: ModelCard) -> None:
     """What ``load_model`` does not check but the app relies on; a mismatch refuses start-up."""
-    expected = 1 + bool(card.get("metadata_features"))
+    expected = 1 + bool(card.metadata_features)
     if len(model.inputs) != expected:
         raise ModelCardError(
             f"{folder / CARD_FILE}: the model has {len(model.inputs)} input(s) but the card implies "
@@ -146,7 +147,7 @@ def _check(folder: Path, model: Any, card: dict[str, Any]) -> None:
 class ModelBank:
     """The loaded models, in folder order; thread-safe to call from many requests."""
 
-    def __init__(self, models: list[LoadedModel], device: str = "CPU", root: Path | None = None):
+    def __init__(self, models: list[ServedModel], device: str = "CPU", root: Path | None = None):
         self.models = models
         self.device = device
         self.root = root
@@ -157,7 +158,7 @@ class ModelBank:
     def __iter__(self):
         return iter(self.models)
 
-    def get(self, name: str) -> LoadedModel | None:
+    def get(self, name: str) -> ServedModel | None:
         return next((m for m in self.models if m.name == name), None)
 
     @property
@@ -207,14 +208,14 @@ class ModelBank:
                    for m in self.models]
         return Prediction(results, time.perf_counter() - start)
 
-    def _run(self, m: LoadedModel, image: np.ndarray, heatmaps: bool,
+    def _run(self, m: ServedModel, image: np.ndarray, heatmaps: bool,
              heatmap_class: str | None, metadata: dict[str, float | None]) -> ModelResult:
         start = time.perf_counter()
         xs = [image[None].astype(np.float32)]
         if m.metadata_features:
-            xs.append(metadata_vector(m.metadata_features, metadata, m.card.get("metadata_encoder")))
+            xs.append(metadata_vector(m.metadata_features, metadata, m.card.metadata_encoder))
         heatmap = None
-        if heatmaps and m.card.get("gradcam_layer") and not m.metadata_features:
+        if heatmaps and m.card.gradcam_layer and not m.metadata_features:
             # One compiled call gives the probabilities and the heatmap: one forward pass.
             probs, heatmap = _explain(m, image, heatmap_class)
         else:
@@ -223,7 +224,7 @@ class ModelBank:
         for name, p in zip(m.outputs, probs):
             t = m.threshold(name)
             outputs.append(OutputResult(name, float(p), t, t is not None and bool(p >= t)))
-        result = ModelResult(m.name, str(m.card["architecture"]), int(m.card["input_size"]), outputs)
+        result = ModelResult(m.name, m.card.architecture, int(m.card.input_size), outputs)
         if heatmap is not None:
             result.heatmap, result.heatmap_class = heatmap
         result.seconds = time.perf_counter() - start
@@ -264,7 +265,7 @@ def heatmap_index(outputs: list[str], probs: np.ndarray, wanted: str | None) -> 
     return int(max(candidates, key=lambda i: probs[i]))
 
 
-def _explain(m: LoadedModel, image: np.ndarray,
+def _explain(m: ServedModel, image: np.ndarray,
              wanted: str | None) -> tuple[np.ndarray, tuple[str, str]]:
     """Probabilities and ``(overlay PNG data URI, explained class)`` from one compiled call.
 
@@ -273,35 +274,35 @@ def _explain(m: LoadedModel, image: np.ndarray,
     from training.explain import explainer, overlay, png_data_uri
 
     index = m.outputs.index(wanted) if wanted in m.outputs else None
-    probs, cam, index = explainer(m.model, m.card["gradcam_layer"]).explain(
+    probs, cam, index = explainer(m.model, m.card.gradcam_layer).explain(
         image, index, heatmap_candidates(m.outputs))
     return probs, (png_data_uri(overlay(image, cam, alpha=0.4)), m.outputs[index])
 
 
-def _load_one(folder: Path, warmup: bool) -> LoadedModel:
+def _load_one(folder: Path, warmup: bool) -> ServedModel:
     from training.models.card import load_model
     from training.preprocess import PreprocessConfig
 
     start = time.perf_counter()
     model, card = load_model(folder)
     _check(folder, model, card)
-    features = list(card.get("metadata_features") or [])
+    features = list(card.metadata_features or [])
     try:
-        cfg = PreprocessConfig.from_dict(card["preprocessing"])
+        cfg = PreprocessConfig.from_dict(card.preprocessing)
     except (TypeError, ValueError) as exc:
         raise ModelCardError(f"{folder / CARD_FILE}: bad 'preprocessing': {exc}") from exc
-    size = int(card["input_size"])
-    n_meta = len(card["metadata_encoder"]["output_names"]) if card.get("metadata_encoder") else len(features)
+    size = int(card.input_size)
+    n_meta = len(card.metadata_encoder["output_names"]) if card.metadata_encoder else len(features)
     infer = compile_inference(model, size, n_meta)
-    loaded = LoadedModel(str(card["name"]), card, model, cfg, infer, folder, features)
+    loaded = ServedModel(str(card.name), card, model, cfg, infer, folder, features)
     if warmup:
         # Traces the graph now, so that the first clinician does not wait for it.
         xs = [np.zeros((1, size, size, 3), np.float32)] + ([np.zeros((1, n_meta), np.float32)] if features else [])
         infer(*xs)
-        if card.get("gradcam_layer") and not features:
+        if card.gradcam_layer and not features:
             from training.explain import explainer
 
-            explainer(model, card["gradcam_layer"]).explain(np.zeros((size, size, 3), np.uint8))
-    log.info("loaded model %s (%s, %d px) in %.1f s", loaded.name, card["architecture"], size,
+            explainer(model, card.gradcam_layer).explain(np.zeros((size, size, 3), np.uint8))
+    log.info("loaded model %s (%s, %d px) in %.1f s", loaded.name, card.architecture, size,
              time.perf_counter() - start)
     return loaded

@@ -62,8 +62,8 @@ def model_card(name: str):
     card = model.card
     return render_template("model.html", model=model, card=card, short=short_card(card),
                            test=test_summary(card),
-                           validation=metric_rows((card.get("metrics") or {}).get("validation")),
-                           training=json.dumps(card.get("training", {}), indent=2, default=str))
+                           validation=metric_rows(card.validation_metrics),
+                           training=json.dumps(card.training, indent=2, default=str))
 
 
 @bp.get("/compare")

@@ -279,7 +279,10 @@ def run_keras(arch: str, args: argparse.Namespace, precision: str) -> dict:
 
     a = get_architecture(arch)
     size = args.img_size or a.input_size
-    rows = args.n_images or 32 * args.batch
+    # As many rows per epoch as the trainer trains on: epochs of equal length see the machine's
+    # slow stretches alike (a short epoch's median skips them more often than a long one's).
+    rows = args.n_images or (trainer_train_rows(_trainer_config(arch, args, args.data, Path("."), precision))
+                             if args.data else 32 * args.batch)
     keras.mixed_precision.set_dtype_policy(precision)
     backbone = a.constructor(include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg")
     model = keras.Sequential([backbone, keras.layers.Dense(2, activation="softmax", dtype="float32")])
@@ -293,21 +296,41 @@ def run_keras(arch: str, args: argparse.Namespace, precision: str) -> dict:
             "epoch_wall_s": [round(e, 3) for e in clock.epochs]}
 
 
+def _trainer_config(arch: str, args: argparse.Namespace, data: str, tmp: Path, precision: str):
+    """The trainer's config in this benchmark (backups at the trainer's default unless given)."""
+    from training.config import TrainConfig
+
+    backup = {} if args.backup_every is None else {"backup_interval": args.backup_every}
+    return TrainConfig(data=[data], task="pneumonia", arch=arch, mode="scratch", weights=None,
+                       img_size=args.img_size, epochs=args.epochs, batch_size=args.batch,
+                       accumulate=args.accumulate, augment=True, patience=0, warmup_epochs=0,
+                       mixed_precision="on" if precision.startswith("mixed") else "off",
+                       workers=args.workers, cache_dir=str(tmp / "cache"), out=str(tmp / "run"),
+                       on_error="skip", max_images=args.n_images, **backup)
+
+
+def trainer_train_rows(cfg) -> int:
+    """How many training rows the trainer will use with ``cfg`` (its split, labelled rows)."""
+    import numpy as np
+
+    from training.data.splits import make_split
+    from training.data.tasks import get_task
+    from training.engine.data import usable_rows
+    from training.engine.prepare import load_data
+
+    ds = load_data(cfg)
+    task = get_task(cfg.task)
+    split = make_split(ds, task, parts=cfg.parts, seed=cfg.seed)
+    train = np.intersect1d(np.flatnonzero(split["part"].to_numpy() == "train"), usable_rows(task.encode(ds)))
+    return min(len(train), cfg.max_images or len(train))
+
+
 def run_trainer(arch: str, args: argparse.Namespace, data: str, tmp: Path, precision: str) -> dict:
     """The project's trainer end to end on ``data``; throughput of the epochs after the first."""
-    import keras
-
-    from training.config import TrainConfig
     from training.engine.fit import train
 
     clock = epoch_clock()
-    cfg = TrainConfig(data=[data], task="pneumonia", arch=arch, mode="scratch", weights=None,
-                      img_size=args.img_size, epochs=args.epochs, batch_size=args.batch,
-                      accumulate=args.accumulate, augment=True, patience=0, warmup_epochs=0,
-                      mixed_precision="on" if precision.startswith("mixed") else "off",
-                      backup_interval=args.backup_every, workers=args.workers,
-                      cache_dir=str(tmp / "cache"), out=str(tmp / "run"), on_error="skip",
-                      max_images=args.n_images)
+    cfg = _trainer_config(arch, args, data, tmp, precision)
     start = time.perf_counter()
     out = train(cfg, callbacks=[clock], verbose=0)
     total = time.perf_counter() - start
@@ -317,7 +340,7 @@ def run_trainer(arch: str, args: argparse.Namespace, data: str, tmp: Path, preci
             "val_rows": int(card["metrics"]["validation"].get("n_images", 0)),
             "epoch_wall_s": [round(e, 3) for e in clock.epochs],
             "prepare_s": round(clock.marks[0] - start, 2),
-            "total_s": round(total, 2), "backup_every_s": args.backup_every,
+            "total_s": round(total, 2), "backup_every_s": cfg.backup_interval,
             "mixed_precision": card["training"]["mixed_precision"]}
 
 
@@ -400,10 +423,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=30, help="timed train steps (model, plain)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation), >= 1")
     ap.add_argument("--epochs", type=int, default=4, help="trainer epochs (the first is not timed)")
-    ap.add_argument("--backup-every", type=float, default=60.0, help="trainer backup interval, s")
+    ap.add_argument("--backup-every", type=float, help="trainer backup interval, s (default: the trainer's)")
     ap.add_argument("--workers", type=int, default=1, help="trainer PyDataset workers")
     ap.add_argument("--n-images", type=int,
-                    help="at most this many JPEGs (plain), training rows (trainer) or arrays (keras; default 32 batches)")
+                    help="at most this many JPEGs (plain), training rows (trainer) or arrays "
+                         "(keras; default: the trainer's training rows with --data, else 32 batches)")
     ap.add_argument("--epoch-images", type=int, default=KERMANY_TRAIN)
     ap.add_argument("--precision", default="auto", help="auto (bf16 on GPU) | float32 | mixed_bfloat16")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per (backbone, mode)")

@@ -6,9 +6,17 @@
   ``build_augmentation`` (one ``RandomAffine`` + brightness + contrast);
 * ``backup``: size and seconds of one resume backup (weights + AdamW state, what
   ``engine.callbacks.Backup`` writes) and of a host copy of the weights (what
-  ``BestOnValidation`` takes at an improving epoch).
+  ``BestOnValidation`` takes at an improving epoch);
+* ``timeline``: the real trainer (``engine.fit.train``, scratch, on ``--data``) with a clock
+  on each part of an epoch: the training steps, the validation pass, the best-weights copy,
+  the backup (``--backup-every``) and its best-weights write.
+
+The ``augment`` variants alternate ``--repeats`` times (TensorFlow's CPU throughput switches
+levels between fits: compare within a repeat).
 
     KERAS_BACKEND=jax python benchmarks/bench_trainer_parts.py --arch resnet50 --img-size 96 --batch 16
+    KERAS_BACKEND=tensorflow python benchmarks/bench_trainer_parts.py --arch resnet50 --img-size 96 \
+        --batch 32 --steps 16 --repeats 3 --parts augment,timeline --data ../shared/data/kermany-pneumonia
 """
 from __future__ import annotations
 
@@ -55,11 +63,65 @@ def augment_rows(args: argparse.Namespace) -> list[dict]:
     variants = {"no augmentation": lambda: model,
                 "keras rotation+translation+zoom layers": lambda: with_augmentation(model, keras_three_layers()),
                 "build_augmentation (RandomAffine)": lambda: with_augmentation(model, build_augmentation())}
+    compiled = {name: _compiled(make(), 1) for name, make in variants.items()}
     rows = []
-    for name, make in variants.items():
-        seconds = timed_fit(_compiled(make(), 1), batches, args.steps, args.warmup)
-        rows.append({"part": "augment", "variant": name, "images_per_s": round(args.steps * args.batch / seconds, 2)})
+    for repeat in range(args.repeats):
+        for name, model in compiled.items():
+            seconds = timed_fit(model, batches, args.steps, args.warmup)
+            rows.append({"part": "augment", "variant": name, "repeat": repeat,
+                         "images_per_s": round(args.steps * args.batch / seconds, 2)})
     return rows
+
+
+def timeline_rows(args: argparse.Namespace) -> list[dict]:
+    """Seconds of each part of the trainer's epochs (train steps, validation, copies, backups)."""
+    import functools
+    import keras
+
+    from training.config import TrainConfig
+    from training.engine import callbacks as C
+    from training.engine.fit import train
+
+    events: list[tuple[str, float]] = []
+
+    def timed(cls, name):
+        original = getattr(cls, name)
+
+        @functools.wraps(original)
+        def wrapper(*a, **kw):
+            t = time.perf_counter()
+            result = original(*a, **kw)
+            events.append((f"{cls.__name__}.{name}", time.perf_counter() - t))
+            return result
+        return wrapper
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_test_begin(self, logs=None):
+            events.append(("train steps", time.perf_counter() - self.t0))
+            self.v0 = time.perf_counter()
+
+        def on_test_end(self, logs=None):
+            events.append(("validation", time.perf_counter() - self.v0))
+
+    patched = [(C.Backup, "_save_model"), (C.BestOnValidation, "persist"), (C.BestOnValidation, "save_best")]
+    saved = [(cls, name, getattr(cls, name)) for cls, name in patched]
+    for cls, name in patched:
+        setattr(cls, name, timed(cls, name))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = TrainConfig(data=[args.data], task="pneumonia", arch=args.arch, mode="scratch", weights=None,
+                              img_size=args.img_size, epochs=args.epochs, batch_size=args.batch, augment=True,
+                              patience=0, warmup_epochs=0, mixed_precision="off", on_error="skip",
+                              backup_interval=args.backup_every, max_images=args.max_images,
+                              cache_dir=args.cache_dir, out=str(Path(tmp) / "run"), precise_bn=False)
+            train(cfg, callbacks=[Clock()], verbose=0)
+    finally:
+        for cls, name, original in saved:
+            setattr(cls, name, original)
+    return [{"part": "timeline", "event": e, "seconds": round(s, 3)} for e, s in events]
 
 
 def backup_rows(args: argparse.Namespace) -> list[dict]:
@@ -97,7 +159,12 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--backup-size", type=int, default=224)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--parts", default="augment,backup")
+    ap.add_argument("--parts", default="augment,backup", help="augment,backup,timeline")
+    ap.add_argument("--data", help="timeline: a Kermany-layout folder")
+    ap.add_argument("--epochs", type=int, default=3, help="timeline: trainer epochs")
+    ap.add_argument("--max-images", type=int, default=1536, help="timeline: training rows")
+    ap.add_argument("--backup-every", type=float, default=60.0, help="timeline: backup interval, s")
+    ap.add_argument("--cache-dir", help="timeline: image cache (default the trainer's)")
     ap.add_argument("--json")
     args = ap.parse_args()
     import keras
@@ -108,6 +175,10 @@ def main() -> int:
         rows += augment_rows(args)
     if "backup" in parts:
         rows += backup_rows(args)
+    if "timeline" in parts:
+        if not args.data:
+            raise SystemExit("error: --parts timeline needs --data (a Kermany-layout folder)")
+        rows += timeline_rows(args)
     meta = {"backend": keras.backend.backend(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "load_avg": [round(v, 2) for v in os.getloadavg()], "arch": args.arch, "img_size": args.img_size,
             "batch": args.batch}

@@ -1,7 +1,8 @@
 """Command line: builds a config from arguments, calls the library, saves the resolved config.
 
-Commands: report | split | train | train-all | evaluate | compare | predict | models | shortcuts |
-clinical | semi | download | demo
+``cxrlab COMMAND`` (installed) or ``python -m training COMMAND``. Commands: report | split |
+train | train-all | pretrain | evaluate | compare | predict | models | shortcuts | clinical |
+semi | download | demo | serve
 """
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ import dataclasses
 import logging
 import os
 import sys
-import types
-import typing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,19 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import yaml  # noqa: E402
 
 from training.errors import CXRError  # noqa: E402
+from training.config import CHOICES  # noqa: E402
+from training.flags import add_config_args, config_from_args, parse_parts  # noqa: E402
 
 log = logging.getLogger("training")
-
-
-def _parts(text: str) -> tuple[float, float, float]:
-    """``70,10,20`` or ``0.8,0,0.2`` → fractions summing to 1."""
-    vals = [float(v) for v in text.split(",")]
-    if len(vals) == 2:
-        vals = [vals[0], 0.0, vals[1]]
-    if len(vals) != 3 or min(vals) < 0 or sum(vals) <= 0:
-        raise argparse.ArgumentTypeError("--parts takes TRAIN,VAL,TEST, e.g. 70,10,20 or 80,20")
-    total = sum(vals)
-    return tuple(v / total for v in vals)  # type: ignore[return-value]
 
 
 def _data_args(p: argparse.ArgumentParser, required: bool = True, on_error: str = "skip") -> None:
@@ -46,15 +36,19 @@ def _data_args(p: argparse.ArgumentParser, required: bool = True, on_error: str 
     p.add_argument("--modalities", default=None, help="ieee8023 modalities to keep (default X-ray)")
 
 
+def _data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``fmt``/``views``/``modalities`` of :func:`_data_args` as the loaders take them."""
+    opts: dict[str, Any] = {"fmt": args.fmt}
+    for key in ("views", "modalities"):
+        if getattr(args, key):
+            opts[key] = tuple(v.strip() for v in getattr(args, key).split(",") if v.strip())
+    return opts
+
+
 def _load_data(args: argparse.Namespace):
     from training.data.formats import load_datasets
 
-    opts: dict[str, Any] = {}
-    if args.views:
-        opts["views"] = tuple(v.strip() for v in args.views.split(","))
-    if args.modalities:
-        opts["modalities"] = tuple(v.strip() for v in args.modalities.split(","))
-    ds = load_datasets(args.data, fmt=args.fmt, on_error=args.on_error, **opts)
+    ds = load_datasets(args.data, on_error=args.on_error, **_data_options(args))
     report_skipped(ds.skipped)
     return ds
 
@@ -144,16 +138,10 @@ def cmd_train_all(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config_from_args(config_cls: type, args: argparse.Namespace):
-    """``config_cls`` from the flags :func:`add_config_args` made (flags not given: its defaults)."""
-    given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(config_cls)}
-    return config_cls(**{k: v for k, v in given.items() if v is not None})
-
-
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from training.pretrain import PretrainConfig, pretrain
 
-    cfg = _config_from_args(PretrainConfig, args)
+    cfg = config_from_args(PretrainConfig, args)
     out = pretrain(cfg)
     save_resolved(dataclasses.asdict(cfg), out, "pretrain.config.yaml")
     print(f"pretrained model: {out}\n  use it: python -m training train --weights {out} --mode finetune ...")
@@ -176,7 +164,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = dict(split=args.split, part=args.part, out_dir=args.out,
                                   allow_overlap=args.allow_overlap, external=args.external,
                                   threshold_method=args.threshold, n_boot=args.n_boot,
-                                  on_error=args.on_error)
+                                  on_error=args.on_error, cache_dir=args.cache_dir, **_data_options(args))
     if args.target_sensitivity is not None:
         kwargs["target_sensitivity"] = args.target_sensitivity
     evaluate_model(args.model, args.data, **kwargs)
@@ -192,7 +180,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not models:
         raise CXRError(f"no models found in {args.models_dir}",)
     compare_models(models, args.data, args.split, part=args.part, out_dir=args.out, n_boot=args.n_boot,
-                   on_error=args.on_error)
+                   on_error=args.on_error, cache_dir=args.cache_dir, **_data_options(args))
     save_resolved(args, args.out)
     print(f"comparison: {Path(args.out) / 'compare.html'}")
     return 0
@@ -219,14 +207,14 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from training.demo import DemoConfig, run_demo
 
-    cfg = _config_from_args(DemoConfig, args)
+    cfg = config_from_args(DemoConfig, args)
     run_demo(cfg)
     save_resolved(dataclasses.asdict(cfg), cfg.out, "demo.config.yaml")
     return 0
 
 
 def cmd_shortcuts(args: argparse.Namespace) -> int:
-    from training.evaluation import shortcuts
+    from training.audits import shortcuts
 
     common = dict(out_dir=args.out, n_boot=args.n_boot, seed=args.seed)
     if args.check == "lungs":
@@ -249,74 +237,40 @@ def cmd_shortcuts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fractions(text: str) -> tuple[float, ...]:
-    """``0.1,0.25,0.5,1.0`` → increasing fractions in (0, 1]."""
-    try:
-        vals = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        vals = ()
-    if not vals or any(not 0 < v <= 1 for v in vals) or list(vals) != sorted(set(vals)):
-        raise argparse.ArgumentTypeError("--fractions takes increasing values in (0, 1], e.g. 0.1,0.25,0.5,1.0")
-    return vals
-
-
 def cmd_semi(args: argparse.Namespace) -> int:
     from training.semi.experiment import SemiConfig, run_experiment
 
-    keys = ("task", "out", "fractions", "img_size", "rounds", "threshold", "pseudo_weight", "epochs",
-            "max_images", "split", "seed", "n_boot", "fmt", "on_error", "cache_dir")
-    cfg = SemiConfig(data=args.data, **{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
+    cfg = config_from_args(SemiConfig, args)
+    if not cfg.data:
+        raise CXRError("semi needs --data (one or more dataset folders/CSVs)")
     run_experiment(cfg)
-    save_resolved(args, args.out, "semi.config.yaml")
-    print(f"semi-supervised results: {Path(args.out) / 'results.json'}, {Path(args.out) / 'label_efficiency.png'}")
+    save_resolved(dataclasses.asdict(cfg), cfg.out, "semi.config.yaml")
+    print(f"semi-supervised results: {Path(cfg.out) / 'results.json'}, {Path(cfg.out) / 'label_efficiency.png'}")
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Replace this process with gunicorn serving the app (settings: ``app/gunicorn_conf.py``)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("app")
+    if spec is None or spec.origin is None:
+        raise CXRError("the web app package `app` is not importable. What to do: install cxrlab "
+                       "(`pip install .`) or run from the checkout")
+    env = dict(os.environ)
+    for flag, var in (("models_dir", "CXRLAB_MODELS_DIR"), ("compare_dir", "CXRLAB_COMPARE_DIR"),
+                      ("bind", "CXRLAB_BIND")):
+        if getattr(args, flag):
+            env[var] = str(getattr(args, flag))
+    conf = Path(spec.origin).parent / "gunicorn_conf.py"
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(conf), "app:create_app()"]
+    print(f"serving on {env.get('CXRLAB_BIND') or '127.0.0.1:8000'} (models: "
+          f"{env.get('CXRLAB_MODELS_DIR', 'models')})", flush=True)
+    os.execve(sys.executable, argv, env)  # gunicorn gets the signals (SIGTERM: graceful stop)
+    return 0  # not reached
+
+
 # ---------------------------------------------------------------- parser
-def _config_type(name: str, hint: Any, repeat: bool) -> tuple[Any, dict[str, Any]]:
-    """``(argparse type, extra add_argument kwargs)`` for a config field's type hint."""
-    base = hint
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None
-        base = next(a for a in typing.get_args(hint) if a is not type(None))
-    if name == "parts":
-        return _parts, {}
-    if typing.get_origin(base) is tuple:
-        return str, {}  # comma-separated; the config splits it
-    if typing.get_origin(base) is list:
-        # data: repeat the flag; views/modalities: one comma-separated value (the config splits it)
-        return str, ({"action": "append"} if repeat else {})
-    if base is bool:
-        return None, {"action": argparse.BooleanOptionalAction}
-    return base, {}
-
-
-def add_config_args(p: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One flag per field of ``config_cls`` (help, metavar and flag name from its metadata,
-    choices from ``training.config.CHOICES``); every default is None, so only the flags
-    given override the config file and the dataclass defaults."""
-    from training.config import CHOICES
-
-    hints = typing.get_type_hints(config_cls)
-    for f in dataclasses.fields(config_cls):
-        if f.name in skip or f.metadata.get("cli", True) is False:
-            continue
-        kind, extra = _config_type(f.name, hints[f.name], f.metadata.get("repeat", False))
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
-        text = f.metadata.get("help", "")
-        if shown not in (None, "") and "default" not in text:
-            text += f" (default: {shown})"
-        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": text}
-        if kind is not None:
-            kw["type"] = kind
-        if f.name in CHOICES:
-            kw["choices"] = CHOICES[f.name]
-        if "metavar" in f.metadata and "choices" not in kw:
-            kw["metavar"] = f.metadata["metavar"]
-        kw.update(extra)
-        p.add_argument(f.metadata.get("flag", "--" + f.name.replace("_", "-")), **kw)
-
-
 def _train_args(p: argparse.ArgumentParser) -> None:
     from training.config import TrainConfig
 
@@ -329,34 +283,26 @@ def cmd_clinical(args: argparse.Namespace) -> int:
     """Run one clinical experiment (fusion | prognosis | severity) and print its table."""
     from training.clinical.experiments import EXPERIMENTS, ExperimentConfig, summary
 
-    cfg = ExperimentConfig(data=args.data, out=args.out, img_size=args.img_size, arch=args.arch,
-                           weights=args.weights, seed=args.seed, n_boot=args.n_boot,
-                           cache_dir=args.cache_dir, epochs=args.epochs,
-                           fields=args.fields.split(",") if args.fields else None)
+    cfg = config_from_args(ExperimentConfig, args)
+    if not cfg.data:
+        raise CXRError("clinical needs --data (the ieee8023 covid-chestxray folder)")
     results = EXPERIMENTS[args.experiment](cfg)
-    save_resolved(args, args.out)
+    save_resolved({"experiment": args.experiment, **dataclasses.asdict(cfg)}, cfg.out)
     print(summary(results))
-    print(f"results: {Path(args.out) / 'results.json'}")
+    print(f"results: {Path(cfg.out) / 'results.json'}")
     return 0
 
 
 def _clinical_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
+    from training.clinical.experiments import ExperimentConfig
+
     p = add("clinical", cmd_clinical, "clinical metadata fusion, prognosis and severity (ieee8023)")
     p.add_argument("experiment", choices=("fusion", "prognosis", "severity"))
-    p.add_argument("--data", required=True, help="the ieee8023 covid-chestxray folder")
-    p.add_argument("--out", required=True)
-    p.add_argument("--img-size", type=int, default=64)
-    p.add_argument("--arch", default="resnet50")
-    p.add_argument("--weights", default=None, help="backbone weights file (default random init)")
-    p.add_argument("--fields", help="clinical fields, comma-separated (default per experiment)")
-    p.add_argument("--epochs", type=int, default=100, help="fusion: max epochs of the heads")
-    p.add_argument("--n-boot", type=int, default=1000)
-    p.add_argument("--cache-dir", help="preprocessed-image cache (default ~/.cache/cxrlab)")
-    p.add_argument("--seed", type=int, default=0)
+    add_config_args(p, ExperimentConfig)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser = argparse.ArgumentParser(prog="cxrlab", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -373,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("split", cmd_split, "patient-level, label-stratified train/val/test split")
     _data_args(p)
     p.add_argument("--task", default="multilabel")
-    p.add_argument("--parts", type=_parts, default=(0.7, 0.1, 0.2), help="TRAIN,VAL,TEST (default 70,10,20)")
+    p.add_argument("--parts", type=parse_parts, default=(0.7, 0.1, 0.2), help="TRAIN,VAL,TEST (default 70,10,20)")
     p.add_argument("--folds", type=int, help="k-fold by patient instead of parts")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="split CSV to write")
@@ -403,9 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--allow-overlap", action="store_true", help="allow images the model trained on (flagged)")
     p.add_argument("--external", action="store_true", help="label the test set as external")
-    p.add_argument("--threshold", default="youden", help="youden | sensitivity (with --target-sensitivity)")
+    p.add_argument("--threshold", default="youden", choices=CHOICES["threshold_method"],
+                   help="how thresholds are chosen on validation (sensitivity: with --target-sensitivity)")
     p.add_argument("--target-sensitivity", type=float)
     p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--cache-dir", help="preprocessed-image cache (default $CXRLAB_CACHE or ~/.cache/cxrlab)")
 
     p = add("compare", cmd_compare, "fair comparison of several models on one split")
     p.add_argument("--model", action="append", help="model folder (repeat); default all in --models-dir")
@@ -415,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part", default="test")
     p.add_argument("--out", required=True)
     p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--cache-dir", help="preprocessed-image cache (default $CXRLAB_CACHE or ~/.cache/cxrlab)")
 
     p = add("models", cmd_models, "list the architectures with input size and parameter counts")
     p.add_argument("--img-size", type=int)
@@ -443,21 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "the main job: report, split, shortcut check, train four models, evaluate")
     add_config_args(p, DemoConfig)
+    from training.semi.experiment import SemiConfig
+
     p = add("semi", cmd_semi, "label-efficiency experiment: supervised vs self-training (semi-supervised)")
-    _data_args(p)
-    p.add_argument("--task", default="4class")
-    p.add_argument("--out", required=True)
-    p.add_argument("--fractions", type=_fractions, help="labelled fractions (default 0.1,0.25,0.5,1.0)")
-    p.add_argument("--img-size", type=int, help="input size in px (default 64)")
-    p.add_argument("--rounds", type=int, help="self-training rounds (default 2)")
-    p.add_argument("--threshold", type=float, help="pseudo-label confidence threshold (default 0.9)")
-    p.add_argument("--pseudo-weight", type=float, help="loss weight of pseudo-labels (default 0.5)")
-    p.add_argument("--epochs", type=int, help="epochs per model (default 10)")
-    p.add_argument("--max-images", type=int, help="patient-level cap on the data (quick runs)")
-    p.add_argument("--split", help="a saved split CSV (default: make one, saved in --out)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--n-boot", type=int)
-    p.add_argument("--cache-dir", help="preprocessed-image cache (default ~/.cache/cxrlab)")
+    add_config_args(p, SemiConfig)
+
+    p = add("serve", cmd_serve, "serve the web app with gunicorn (research tool, not a diagnostic device)")
+    p.add_argument("--models-dir", help="models to serve (default $CXRLAB_MODELS_DIR or models)")
+    p.add_argument("--compare-dir", help="a `compare` output shown on the comparison page")
+    p.add_argument("--bind", help="HOST:PORT or unix:PATH (default $CXRLAB_BIND or 127.0.0.1:8000)")
 
     _clinical_parser(add)  # issue 6: python -m training clinical {fusion,prognosis,severity}
     return parser
@@ -472,6 +415,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except CXRError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        # The library checks its arguments with ValueError (a threshold out of range, an
+        # unknown name): a user error here, not a crash; -v keeps the traceback for bugs.
+        if args.verbose:
+            log.exception("ValueError")
+        print(f"error: {exc}\n(run with -v to see where it was raised)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -20,6 +20,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "resize": ("pad", "crop"),
     "distribute": ("none", "mirrored", "multiworker", "data_parallel", "auto"),
     "jit_compile": ("auto", "on", "off"),
+    "threshold_method": ("youden", "sensitivity", "fixed"),  # evaluation.thresholds
 }
 
 
@@ -101,9 +102,10 @@ class TrainConfig:
                           "then per replica")
     scale_lr: bool = opt(True, "distributed: lr (and finetune lr) x replicas (linear scaling)")
     accumulate: int = opt(1, "gradient accumulation: one update per K batches", metavar="K")
-    #: Each backup is the weights + optimizer state (270 MB for ResNet50): too much for 2 s
-    #: GPU epochs.
-    backup_interval: float = opt(60.0, "back up for resume at the first epoch end SECONDS after "
+    #: Each backup is the weights + optimizer state (270 MB for ResNet50, ~1.2 s with the best
+    #: weights on the 2-core CPU, BENCHMARKS.md): every minute it cost 2-4 % of CPU training
+    #: and a quarter of a 2 s GPU epoch; every 5 minutes it is <0.5 %, and a kill loses <5 min.
+    backup_interval: float = opt(300.0, "back up for resume at the first epoch end SECONDS after "
                                  "the last backup (0: every epoch)", flag="--backup-every",
                                  metavar="SECONDS")
 
@@ -121,8 +123,9 @@ class TrainConfig:
         self._check()
 
     def _check(self) -> None:
+        names = {f.name for f in fields(self)}
         for key, allowed in CHOICES.items():
-            if getattr(self, key) not in allowed:
+            if key in names and getattr(self, key) not in allowed:
                 raise CXRError(f"config: {key}={getattr(self, key)!r} is not one of {list(allowed)}")
         if len(self.parts) != 3 or min(self.parts) < 0 or abs(sum(self.parts) - 1) > 1e-6:
             raise CXRError(f"config: parts={list(self.parts)} must be 3 non-negative fractions summing to 1")

@@ -18,6 +18,8 @@ repeat that training; `pretrain` is for data the demo does not train on).
 """
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -77,7 +79,7 @@ def training_setting(cfg: DemoConfig, pretrained: bool) -> tuple[dict, str]:
 
 def _shortcut_check(ds, data: list[str], split_path: Path, out: Path, n_boot: int) -> None:
     """With several sources: how well the image alone tells them apart (printed, and saved)."""
-    from training.evaluation.shortcuts import source_probe
+    from training.audits.shortcuts import source_probe
 
     if ds.meta["source"].nunique() < 2:
         return
@@ -86,6 +88,19 @@ def _shortcut_check(ds, data: list[str], split_path: Path, out: Path, n_boot: in
     print("      " + "\n      ".join(result["summary"]))
     print(f"      labels are kept within source ({MULTI_SOURCE_TASK}): no label can be learnt from "
           f"the source alone. Report: {out / 'shortcuts' / 'source_probe.html'}")
+
+
+class _Clock:
+    """`` [t s]``: seconds since the demo started, for each step's line."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def total(self) -> float:
+        return time.perf_counter() - self.start
+
+    def __call__(self) -> str:
+        return f" [{self.total():.0f} s]"
 
 
 def run_demo(cfg: DemoConfig) -> Path:
@@ -101,31 +116,32 @@ def run_demo(cfg: DemoConfig) -> Path:
     from training.evaluation.evaluate import evaluate_model
 
     out = Path(cfg.out)
+    clock = _Clock()
     data = [str(d) for d in cfg.data] or [str(download_ieee8023())]
     # Real metadata is never perfectly in sync with its images (ieee8023 lists files it does
     # not ship): the demo skips such rows, counts them in the report, and says so here.
     ds = load_datasets(data, on_error="skip")
     several = ds.meta["source"].nunique() > 1
     task = cfg.task or (MULTI_SOURCE_TASK if several else "multilabel")
-    print(f"[1/6] data: {len(ds)} images, {ds.meta['patient'].nunique()} patients from {', '.join(data)}"
+    print(f"[1/6]{clock()} data: {len(ds)} images, {ds.meta['patient'].nunique()} patients from {', '.join(data)}"
           f"; {len(ds.skipped)} rows skipped (listed in the report); task {task}")
 
     split = make_split(ds, get_task(task), seed=0)
     split_path = out / "split.csv"
     save_split(split, split_path)
     report = write_report(ds, out / "report", split=split)
-    print(f"[2/6] dataset report: {report}\n      patient-level split: {split_path}")
+    print(f"[2/6]{clock()} dataset report: {report}\n      patient-level split: {split_path}")
 
-    print("[3/6] shortcut check" + ("" if several else ": one source, nothing to check"))
+    print(f"[3/6]{clock()} shortcut check" + ("" if several else ": one source, nothing to check"))
     _shortcut_check(ds, data, split_path, out, cfg.n_boot)
 
     setting, said = training_setting(cfg, imagenet_available(cfg.archs))
-    print(f"[4/6] {said}")
+    print(f"[4/6]{clock()} {said}")
     tcfg = replace(TrainConfig(), data=data, task=task, split=str(split_path), out=str(out / "models"),
                    name=ds.name, on_error="skip", max_images=cfg.max_images, **setting)
     model_dirs = train_all(tcfg, archs=cfg.archs, ds=ds)
 
-    print("[5/6] evaluating each model on the held-back test part (internal, patient-disjoint)")
+    print(f"[5/6]{clock()} evaluating each model on the held-back test part (internal, patient-disjoint)")
     for d in model_dirs:
         evaluate_model(str(d), data, split=str(split_path), part="test",
                        out_dir=str(out / "evaluation" / Path(d).name), n_boot=cfg.n_boot,
@@ -133,5 +149,6 @@ def run_demo(cfg: DemoConfig) -> Path:
         print(f"      {Path(d).name}: {out / 'evaluation' / Path(d).name / 'report.html'}")
     compare_models([str(d) for d in model_dirs], data, str(split_path), part="test", on_error="skip",
                    out_dir=str(out / "compare"), n_boot=cfg.n_boot)
-    print(f"[6/6] four-model comparison: {out / 'compare' / 'compare.html'}")
+    print(f"[6/6]{clock()} four-model comparison: {out / 'compare' / 'compare.html'}")
+    print(f"demo finished in {clock.total():.0f} s")
     return out

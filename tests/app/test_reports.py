@@ -87,9 +87,11 @@ def test_broken_compare_json_is_explained(make_app, tmp_path):
 
 def _bank_with(card, bank):
     from app.model_bank import ModelBank
+    from training.models.card import ModelCard
 
     m = bank.models[1]          # tiny-single: Normal / Pneumonia, like the evaluated model
-    return ModelBank([type(m)(m.name, {**m.card, **card}, m.model, m.preprocess, m.infer, m.path)]), m
+    typed = ModelCard.from_json({**m.card.to_json(), **card})
+    return ModelBank([type(m)(m.name, typed, m.model, m.preprocess, m.infer, m.path)]), m
 
 
 def test_result_and_card_pages_show_evaluated_metrics_with_ci(make_app, bank, evaluated, tmp_path):

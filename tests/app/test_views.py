@@ -140,22 +140,25 @@ def test_model_card_page(client, bank):
 
 def test_model_card_page_names_the_initialisation(make_app, bank):
     from app.model_bank import ModelBank
+    from training.models.card import ModelCard
 
     m = bank.models[0]
     page = make_app().test_client().get(f"/models/{m.name}").get_data(as_text=True)
     assert "random initialisation (trained from scratch)" in page  # a card without the entry
     init = {"kind": "cxr-pretrained", "summary": "CXR-pretrained here on kermany (3,977 images)"}
-    other = ModelBank([type(m)(m.name, {**m.card, "initialisation": init}, m.model, m.preprocess, m.infer, m.path)])
+    card = ModelCard.from_json({**m.card.to_json(), "initialisation": init})
+    other = ModelBank([type(m)(m.name, card, m.model, m.preprocess, m.infer, m.path)])
     page = make_app(MODEL_BANK=other).test_client().get(f"/models/{m.name}").get_data(as_text=True)
     assert "Initialisation" in page and "CXR-pretrained here on kermany (3,977 images)" in page
 
 
 def test_model_card_page_falls_back_for_unknown_metric_structure(make_app, bank, tmp_path):
     from app.model_bank import ModelBank
+    from training.models.card import ModelCard
 
     m = bank.models[0]
-    card = {**m.card, "test_set": "external",
-            "metrics": {"test": {"auc": {"COVID-19": {"value": 0.91, "ci": [0.85, 0.95]}}}}}
+    card = ModelCard.from_json({**m.card.to_json(), "test_set": "external",
+                                "metrics": {"test": {"auc": {"COVID-19": {"value": 0.91, "ci": [0.85, 0.95]}}}}})
     other = ModelBank([type(m)(m.name, card, m.model, m.preprocess, m.infer, m.path)])
     page = make_app(MODEL_BANK=other).test_client().get(f"/models/{m.name}").get_data(as_text=True)
     assert "0.910 (95% CI 0.850–0.950)" in page and "external" in page

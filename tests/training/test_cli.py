@@ -1,9 +1,11 @@
 """The command line: train options generated from TrainConfig, so none is accepted and dropped."""
 import dataclasses
+from pathlib import Path
 
 import pytest
 
-from training.cli import _train_config, build_parser
+from training.cli import _train_config, build_parser, main
+from training.errors import CXRError
 from training.config import TrainConfig
 
 
@@ -14,12 +16,40 @@ def test_views_and_modalities_reach_the_config():
     assert cfg.views == ["PA", "AP"] and cfg.modalities == ["X-ray"]
 
 
-@pytest.mark.parametrize("command", ["train", "train-all"])
-def test_every_config_field_is_a_flag(command):
+def _configs():
+    from training.clinical.experiments import ExperimentConfig
+    from training.demo import DemoConfig
+    from training.pretrain import PretrainConfig
+    from training.semi.experiment import SemiConfig
+
+    return [("train", TrainConfig), ("train-all", TrainConfig), ("pretrain", PretrainConfig),
+            ("demo", DemoConfig), ("semi", SemiConfig), ("clinical", ExperimentConfig)]
+
+
+@pytest.mark.parametrize("command,config", _configs())
+def test_every_config_field_is_a_flag(command, config):
+    """Regression: hand-kept flag lists left fields out (train --views, semi --views, ...)."""
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices[command]
     dests = {a.dest for a in sub._actions}
-    assert {f.name for f in dataclasses.fields(TrainConfig)} <= dests
+    fields = {f.name for f in dataclasses.fields(config) if f.metadata.get("cli", True) is not False}
+    assert fields <= dests
+
+
+def test_semi_and_clinical_flags_build_their_configs():
+    from training.cli import config_from_args
+    from training.clinical.experiments import ExperimentConfig
+    from training.semi.experiment import SemiConfig
+
+    args = build_parser().parse_args(["semi", "--data", "a", "--data", "b", "--fractions", "0.25,1",
+                                      "--no-augment", "--widths", "8,16", "--format", "folder"])
+    cfg = config_from_args(SemiConfig, args)
+    assert cfg.data == ["a", "b"] and cfg.fractions == (0.25, 1.0) and cfg.augment is False
+    assert cfg.widths == (8, 16) and cfg.fmt == "folder" and cfg.rounds == SemiConfig().rounds
+    args = build_parser().parse_args(["clinical", "prognosis", "--data", "d", "--out", "o",
+                                      "--fields", "age, sex", "--folds", "3"])
+    cfg = config_from_args(ExperimentConfig, args)
+    assert cfg.fields == ("age", "sex") and cfg.folds == 3 and cfg.tasks == ExperimentConfig().tasks
 
 
 def test_flags_override_file_and_cli_defaults(tmp_path):
@@ -40,3 +70,64 @@ def test_bad_choice_is_refused(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--jit-compile", "maybe"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_evaluate_and_compare_pass_the_data_options_on(command, monkeypatch, tmp_path):
+    """Regression: `evaluate`/`compare` accepted --format/--views/--modalities and dropped them."""
+    import training.evaluation.compare as compare
+    import training.evaluation.evaluate as evaluate
+
+    seen = {}
+    capture = lambda *a, **kw: seen.update(kw)  # noqa: E731
+    monkeypatch.setattr(evaluate, "evaluate_model", capture)
+    monkeypatch.setattr(compare, "compare_models", capture)
+    argv = [command, "--model", "m", "--data", "d", "--format", "ieee8023", "--views", "PA, AP",
+            "--modalities", "X-ray", "--out", str(tmp_path)] + (["--split", "s.csv"] if command == "compare" else [])
+    assert main(argv) == 0
+    assert seen["fmt"] == "ieee8023" and seen["views"] == ("PA", "AP") and seen["modalities"] == ("X-ray",)
+
+
+def test_load_eval_set_gives_the_loader_the_options(monkeypatch, tmp_path):
+    import training.data.formats as formats
+    from training.evaluation.evaluate import load_eval_set
+
+    seen = {}
+
+    def loader(data, **kw):
+        seen.update(kw)
+        raise CXRError("stop here")
+
+    monkeypatch.setattr(formats, "load_datasets", loader)
+    from training.models.card import ModelCard
+
+    card = ModelCard("m", "resnet50", "pneumonia", "single", ["Normal", "Pneumonia"], 32, {"size": 32},
+                     training={"views": ["AP"], "modalities": None})
+    with pytest.raises(CXRError):
+        load_eval_set(card, tmp_path, ["d"], fmt="folder", modalities=("X-ray",))
+    assert seen == {"fmt": "folder", "on_error": "raise", "views": ("AP",), "modalities": ("X-ray",)}
+
+
+def test_value_errors_are_clear_messages_not_tracebacks(tmp_path, capsys):
+    """Regression: `semi --threshold 1.5` (a ValueError in the library) ended in a traceback."""
+    assert main(["semi", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--threshold", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "threshold must be in (0, 1]" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--model", "m", "--data", "d", "--out", "o", "--threshold", "foo"])
+    assert "invalid choice: 'foo'" in capsys.readouterr().err
+
+
+def test_serve_execs_gunicorn_with_the_apps_settings(monkeypatch, tmp_path):
+    import os
+
+    seen = {}
+
+    def fake_execve(path, argv, env):
+        seen.update(argv=argv, env=env)
+
+    monkeypatch.setattr(os, "execve", fake_execve)
+    assert main(["serve", "--models-dir", str(tmp_path), "--bind", "127.0.0.1:9009"]) == 0
+    assert seen["argv"][1:4] == ["-m", "gunicorn", "-c"] and seen["argv"][-1] == "app:create_app()"
+    assert Path(seen["argv"][4]).name == "gunicorn_conf.py" and Path(seen["argv"][4]).is_file()
+    assert seen["env"]["CXRLAB_MODELS_DIR"] == str(tmp_path) and seen["env"]["CXRLAB_BIND"] == "127.0.0.1:9009"

@@ -56,7 +56,7 @@ def test_cli_backup_every_reaches_the_config():
     args = build_parser().parse_args(["train", "--data", "d", "--backup-every", "0"])
     assert _train_config(args).backup_interval == 0.0
     args = build_parser().parse_args(["train", "--data", "d"])
-    assert _train_config(args).backup_interval == 60.0  # default: at most one backup a minute
+    assert _train_config(args).backup_interval == 300.0  # default: at most one backup per 5 min
 
 
 def test_lr_defaults_to_the_backbones_recipe():

@@ -1,8 +1,6 @@
 """CXR-domain pretraining: held-out patients kept out, the card says what it saw, fine-tuning
 from it records the initialisation."""
-import json
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -8,7 +8,7 @@ ImageNet weights are available offline, so these features are weak; see docs/fus
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,6 +17,7 @@ import numpy as np
 from training.clinical import features as F
 from training.clinical import prognosis as P
 from training.clinical import severity as S
+from training.config import opt
 from training.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -29,24 +30,38 @@ GRID = 4        # image statistics: mean intensity on a GRID x GRID grid (region
 HIST_BINS = 16
 
 
+def _names(value: Any) -> tuple[str, ...] | None:
+    """``"age,sex"`` (a flag) or a sequence → a tuple of names; None stays None."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(str(v).strip() for v in items if str(v).strip())
+
+
 @dataclass
 class ExperimentConfig:
-    """Settings shared by the clinical experiments (cheap defaults: 64 px, frozen backbone)."""
+    """Settings shared by the clinical experiments (cheap defaults: 64 px, frozen backbone);
+    every field is a flag of ``cxrlab clinical``."""
 
-    data: str
-    out: str
-    img_size: int = 64
-    arch: str = "resnet50"
-    weights: str | None = None  # None = random init (offline); a backbone weights file otherwise
-    seed: int = 0
-    n_boot: int = 1000
-    cache_dir: str | None = None
-    fields: Sequence[str] | None = None  # clinical fields (default per experiment)
-    epochs: int = 100
-    folds: int = 5
-    repeats: int = 5
-    tasks: Sequence[str] = tuple(P.TASKS)
-    extra: dict[str, Any] = field(default_factory=dict)
+    data: str = opt("", "the ieee8023 covid-chestxray folder")
+    out: str = opt("clinical-output", "output folder")
+    img_size: int = opt(64, "input size in px")
+    arch: str = opt("resnet50", "backbone of the image features")
+    weights: str | None = opt(None, "backbone weights file (default random init: offline)")
+    seed: int = opt(0, "random seed")
+    n_boot: int = opt(1000, "bootstrap resamples for the CIs")
+    cache_dir: str | None = opt(None, "preprocessed-image cache (default ~/.cache/cxrlab)")
+    fields: tuple[str, ...] | None = opt(None, "clinical fields, comma-separated (default per experiment)",
+                                         metavar="NAME,...")
+    epochs: int = opt(100, "fusion: max epochs of the heads")
+    folds: int = opt(5, "prognosis/severity: cross-validation folds (by patient)")
+    repeats: int = opt(5, "prognosis/severity: repeats of the cross-validation")
+    tasks: tuple[str, ...] = opt(tuple(P.TASKS), "prognosis: outcomes to predict", metavar="NAME,...")
+    extra: dict[str, Any] = opt(factory=dict, cli=False)
+
+    def __post_init__(self) -> None:
+        self.fields = _names(self.fields)
+        self.tasks = _names(self.tasks) or ()
 
 
 # ---------------------------------------------------------------------- shared pieces
@@ -70,7 +85,7 @@ def load_images(paths: Sequence[str], cfg: ExperimentConfig) -> tuple[np.ndarray
 
 def image_statistics(images: np.ndarray) -> np.ndarray:
     """Intensity histogram and GRID x GRID regional means + std per image, ``(N, 16+16+2)``."""
-    from training.evaluation.shortcuts import intensity_histogram
+    from training.audits.shortcuts import intensity_histogram
 
     x = np.asarray(images)[..., 0].astype(np.float32) / 255.0
     n, s = x.shape[:2]
@@ -126,11 +141,10 @@ def _settings(cfg: ExperimentConfig) -> dict[str, Any]:
 
 def _bar_plot(rows: list[tuple[str, str, dict]], path: Path, title: str) -> Path:
     """AUC with CI per (group, model)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: no pyplot state, no backend switch
 
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows)), 4))
+    fig = Figure(figsize=(max(6, 0.6 * len(rows)), 4))
+    ax = fig.subplots()
     vals = [r[2]["value"] for r in rows]
     err = [[v - r[2]["low"] for v, r in zip(vals, rows)], [r[2]["high"] - v for v, r in zip(vals, rows)]]
     ax.bar(range(len(rows)), vals, yerr=err, capsize=3, color="#5b8dc9")
@@ -139,7 +153,6 @@ def _bar_plot(rows: list[tuple[str, str, dict]], path: Path, title: str) -> Path
     ax.set(ylim=(0, 1), ylabel="ROC-AUC (95% CI, patient bootstrap)", title=title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -228,7 +241,7 @@ def _auc(y: np.ndarray, p: np.ndarray, groups: np.ndarray, cfg: ExperimentConfig
 
     ci = bootstrap_ci("roc_auc", y, p, groups=groups, n_boot=cfg.n_boot, seed=cfg.seed)
     return {"n": int(len(y)), "patients": int(len(set(groups))), "positives": int(np.sum(y == 1)),
-            "roc_auc": {"value": ci.point, "low": ci.low, "high": ci.high, "n_used": ci.n_used}}
+            "roc_auc": ci.to_json()}
 
 
 def _missingness(meta, fields: list[str], y: np.ndarray) -> dict[str, dict[str, float]]:
@@ -280,11 +293,11 @@ def run_prognosis(cfg: ExperimentConfig) -> dict[str, Any]:
         xi = np.stack([feats[r] for r in c["row"]])
         m = ds.meta.iloc[c["row"].to_numpy()].reset_index(drop=True)
 
-        def image_lr(tr, te):
+        def image_lr(tr, te, xi=xi, y=y):  # bound now: used within this iteration
             est = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=5000))
             return est.fit(xi[tr], y[tr]).predict_proba(xi[te])[:, 1]
 
-        def meta_lr(tr, te):
+        def meta_lr(tr, te, m=m, y=y):
             enc = F.ClinicalEncoder(fields).fit(m.iloc[tr])  # fitted on the training fold only
             est = LogisticRegression(C=1.0, max_iter=5000)
             return est.fit(enc.transform(m.iloc[tr]), y[tr]).predict_proba(enc.transform(m.iloc[te]))[:, 1]

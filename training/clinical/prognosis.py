@@ -121,7 +121,7 @@ def score(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000,
     out: dict[str, Any] = {"n": int(len(y)), "positives": int(y.sum())}
     for name, fn in (("roc_auc", "roc_auc"), ("brier", brier)):
         ci = bootstrap_ci(fn, y, p, groups=groups, n_boot=n_boot, seed=seed)
-        out[name] = {"value": ci.point, "low": ci.low, "high": ci.high, "n_used": ci.n_used}
+        out[name] = ci.to_json()
     return out
 
 

@@ -112,17 +112,16 @@ def score(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000,
     out: dict[str, Any] = {"n": int(len(y)), "patients": int(len(np.unique(groups)))}
     for name, fn in (("mae", mae), ("pearson_r", pearson)):
         ci = bootstrap_ci(fn, y, p, groups=groups, n_boot=n_boot, seed=seed)
-        out[name] = {"value": ci.point, "low": ci.low, "high": ci.high, "n_used": ci.n_used}
+        out[name] = ci.to_json()
     return out
 
 
 def scatter_plot(results: dict[str, tuple[np.ndarray, np.ndarray, dict]], path: str | Path) -> Path:
     """One panel per target: expert score vs out-of-fold prediction, with r and MAE."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: no pyplot state, no backend switch
 
-    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4.5), squeeze=False)
+    fig = Figure(figsize=(5 * len(results), 4.5))
+    axes = fig.subplots(1, len(results), squeeze=False)
     for ax, (name, (y, p, s)) in zip(axes[0], results.items()):
         top = TARGETS[name][1] if name in TARGETS else float(max(y.max(), p.max()))
         ax.scatter(y, p, s=14, alpha=0.7)
@@ -134,5 +133,4 @@ def scatter_plot(results: dict[str, tuple[np.ndarray, np.ndarray, dict]], path: 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

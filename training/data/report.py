@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -21,6 +20,7 @@ from matplotlib.figure import Figure
 
 from training.data.dataset import CXRDataset
 from training.data.splits import PARTS, check_patient_disjoint
+from training.html import render
 from training.errors import SplitError
 
 UNKNOWN = "unknown"
@@ -249,63 +249,10 @@ def _figures(out: Path, s: dict) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- html
-_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ s.title }}</title>
-<style>
-body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th:first-child,td:first-child{text-align:left}figure{margin:1em 0}img{max-width:100%}
-.note{background:#fff3cd;padding:.6em 1em;border-radius:4px}
-</style></head><body>
-<h1>{{ s.title }}</h1>
-<p>Dataset <b>{{ s.dataset }}</b>: <b>{{ s.n_images }}</b> images of <b>{{ s.n_patients }}</b> patients
-from {{ s.sources|length }} source{{ "s" if s.sources|length != 1 }} ({{ s.sources|join(", ") }});
-{{ s.unlabelled.images }} images ({{ s.unlabelled.patients }} patients) have no known label;
-{{ s.skipped.count }} rows were skipped while loading. Generated {{ s.created }}.</p>
-<p class="note">For research only: this dataset and the models trained on it are not for clinical diagnosis.</p>
-
-<h2>Sources</h2>
-<table><tr><th>source</th><th>images</th><th>patients</th><th>unlabelled images</th></tr>
-{% for src, c in s.sources.items() %}<tr><td>{{ src }}</td><td>{{ c.images }}</td><td>{{ c.patients }}</td><td>{{ c.unlabelled }}</td></tr>
-{% endfor %}</table>
-
-<h2>Labels per pathology</h2>
-<table><tr><th>pathology</th><th>positive</th><th>negative</th><th>unknown</th></tr>
-{% for p, c in s.pathologies.items() %}<tr><td>{{ p }}</td><td>{{ c.positive }}</td><td>{{ c.negative }}</td><td>{{ c.unknown }}</td></tr>
-{% endfor %}</table>
-
-{% if s.split %}<h2>Patient-level split</h2>
-<table><tr><th>part</th><th>images</th><th>patients</th><th>no label at all</th>{% for k in strata %}<th>task: {{ k }}</th>{% endfor %}</tr>
-{% for part, c in s.split.parts.items() %}<tr><td>{{ part }}</td><td>{{ c.images }}</td><td>{{ c.patients }}</td><td>{{ c.unlabelled }}</td>{% for k in strata %}<td>{{ c.strata.get(k, 0) }}</td>{% endfor %}</tr>
-{% endfor %}</table>
-<table><tr><th>part</th>{% for p in s.pathologies %}<th>{{ p }} +</th>{% endfor %}</tr>
-{% for part, c in s.split.parts.items() %}<tr><td>{{ part }}</td>{% for p in s.pathologies %}<td>{{ c.pathologies[p] }}</td>{% endfor %}</tr>
-{% endfor %}</table>
-{% if s.split.folds %}<table><tr><th>fold</th><th>images</th><th>patients</th>{% for k in strata %}<th>task: {{ k }}</th>{% endfor %}</tr>
-{% for f, c in s.split.folds.items() %}<tr><td>{{ f }}</td><td>{{ c.images }}</td><td>{{ c.patients }}</td>{% for k in strata %}<td>{{ c.strata.get(k, 0) }}</td>{% endfor %}</tr>
-{% endfor %}</table>{% endif %}{% endif %}
-
-<h2>Figures</h2>
-{% for name, caption in figures.items() %}<figure><img src="{{ name }}" alt="{{ caption }}"><figcaption>{{ caption }}</figcaption></figure>
-{% endfor %}
-
-<h2>Skipped rows ({{ s.skipped.count }})</h2>
-{% if s.skipped.count %}<table><tr><th>reason</th><th>rows</th></tr>
-{% for r, n in s.skipped.reasons.items() %}<tr><td>{{ r }}</td><td>{{ n }}</td></tr>{% endfor %}</table>
-<table><tr><th>path</th><th>reason</th></tr>
-{% for r in s.skipped.rows %}<tr><td>{{ r.path }}</td><td>{{ r.reason }}</td></tr>{% endfor %}</table>
-{% if s.skipped.count > s.skipped.rows|length %}<p>… and {{ s.skipped.count - s.skipped.rows|length }} more (all counted above).</p>{% endif %}
-{% else %}<p>None.</p>{% endif %}
-<p>All numbers: <a href="summary.json">summary.json</a>.</p>
-</body></html>
-"""
-
-
 def _render(summary: dict, figures: dict[str, str]) -> str:
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     split = summary["split"]
     strata = sorted({k for c in split["parts"].values() for k in c["strata"]}) if split else []
-    return env.from_string(_TEMPLATE).render(s=summary, figures=figures, strata=strata)
+    return render("dataset_report.html", s=summary, figures=figures, strata=strata)
 
 
 def write_report(ds: CXRDataset, out_dir: str | Path, split: pd.DataFrame | None = None,

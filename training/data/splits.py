@@ -316,7 +316,7 @@ def save_split(df: pd.DataFrame, path: str | Path) -> Path:
 
 def split_hash(path: str | Path) -> str:
     """sha256 hex digest of the split file's bytes (recorded in the model card)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return io.file_sha256(path)
 
 
 def _read_split(path: Path) -> pd.DataFrame:

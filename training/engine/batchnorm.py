@@ -87,11 +87,11 @@ class _Frozen:
 
     def __init__(self, model: keras.Model):
         self.bn = trainable_bn_layers(model)
-        self.dropout = [l for l in model._flatten_layers(include_self=False, recursive=True)
-                        if isinstance(l, keras.layers.Dropout)]
+        self.dropout = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+                        if isinstance(layer, keras.layers.Dropout)]
 
     def __enter__(self) -> None:
-        self.saved = ([l.momentum for l in self.bn], [l.rate for l in self.dropout])
+        self.saved = ([layer.momentum for layer in self.bn], [layer.rate for layer in self.dropout])
         for layer in self.bn:
             layer.momentum = 1.0  # moving = moving * 1 + batch * 0
         for layer in self.dropout:

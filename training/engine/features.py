@@ -49,19 +49,11 @@ def decide(mode: str, augment: bool, setting: str = "auto") -> tuple[bool, str]:
 def weights_id(weights: str | None) -> str:
     """A stable identity of the backbone weights (a file's content digest, else the name)."""
     if weights and Path(weights).is_file():
-        return "sha256:" + _file_digest(Path(weights))
+        return "sha256:" + io.file_sha256(Path(weights))
     if weights and Path(weights).is_dir():  # a cxrlab model folder
         files = sorted(p for p in Path(weights).iterdir() if p.suffix in (".keras", ".h5"))
-        return "dir:" + ",".join(_file_digest(p) for p in files)
+        return "dir:" + ",".join(io.file_sha256(p) for p in files)
     return str(weights)
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def images_digest(images: np.ndarray, chunk_rows: int = 256) -> str:

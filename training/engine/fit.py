@@ -33,29 +33,14 @@ from training.engine import batchnorm
 from training.engine import features as feats
 from training.engine.augment import build_augmentation, with_augmentation
 from training.engine.callbacks import BestOnValidation, build_callbacks
-from training.engine.data import ArrayBatches, class_balance_weights, keras_input, usable_rows
+from training.engine.data import ArrayBatches, class_balance_weights, keras_input
+from training.engine.prepare import Prepared, load_data, prepare, resolve_split
 from training.engine.distribute import Distribution, make_distribution, worker_out
 from training.engine.schedule import PerUpdate, warmup_cosine
-from training.errors import CXRError, DataError
+from training.models import losses
+from training.models.card import ModelCard
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Prepared:
-    """Everything loaded before the model: data, split, targets, images per part."""
-
-    ds: Any
-    task: Any
-    classes: list[str]
-    targets: np.ndarray  # (N, C) task targets aligned with ds rows
-    split: pd.DataFrame  # aligned with ds rows
-    split_path: Path
-    index: dict[str, np.ndarray]  # part → ds row indices used
-    images: dict[str, np.ndarray]  # "train"/"val" → uint8 (n, S, S, 3)
-    size: int
-    preprocess: Any
-    skipped: list[dict[str, Any]]
 
 
 # ------------------------------------------------------------------ environment
@@ -90,85 +75,8 @@ def _precision_policy(setting: str) -> str | None:
     return "mixed_float16" if keras.backend.backend() == "tensorflow" else "mixed_bfloat16"
 
 
-# ------------------------------------------------------------------ data
-def _load_data(cfg: TrainConfig):
-    from training.data.formats import load_datasets
-
-    if not cfg.data:
-        raise CXRError("config: no data given. What to do: set `data` to one or more dataset folders/CSVs")
-    opts: dict[str, Any] = {}
-    if cfg.views is not None:
-        opts["views"] = tuple(cfg.views)
-    if cfg.modalities is not None:
-        opts["modalities"] = tuple(cfg.modalities)
-    return load_datasets(cfg.data, fmt=cfg.fmt, on_error=cfg.on_error, **opts)
-
-
-def resolve_split(cfg: TrainConfig, ds, task) -> tuple[pd.DataFrame, Path]:
-    """The saved split of ``cfg.split``, or a new one made with ``cfg.seed`` saved in ``out``."""
-    from training.data.splits import load_split, make_split, save_split
-
-    if cfg.split:
-        return load_split(cfg.split, ds), Path(cfg.split)
-    path = Path(cfg.out) / "split.csv"
-    if path.is_file():  # a resumed run: reuse the split it started with
-        return load_split(path, ds), path
-    df = make_split(ds, task, parts=cfg.parts, seed=cfg.seed)
-    return df, save_split(df, path)
-
-
-def _subsample(rows: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
-    """At most ``cap`` rows, chosen deterministically by ``seed`` (kept in original order)."""
-    if cap is None or len(rows) <= cap:
-        return rows
-    keep = np.random.default_rng(seed).choice(len(rows), size=int(cap), replace=False)
-    return rows[np.sort(keep)]
-
-
-def _load_images(cfg: TrainConfig, ds, rows: np.ndarray, pcfg) -> tuple[np.ndarray, list[dict]]:
-    from training.data.cache import ImageCache, default_cache_dir
-
-    cache = ImageCache(cfg.cache_dir or default_cache_dir())
-    paths = ds.meta["path"].astype(str).to_numpy()[rows].tolist()
-    return cache.load(paths, pcfg, on_error=cfg.on_error, progress=True)
-
-
-def prepare(cfg: TrainConfig, ds=None, split: tuple[pd.DataFrame, Path] | None = None) -> Prepared:
-    """Load data, targets, split and the train/val images (unreadable ones left out, listed)."""
-    from training.data.tasks import get_task
-    from training.models.registry import get_architecture
-
-    ds = _load_data(cfg) if ds is None else ds
-    task = get_task(cfg.task)
-    targets = task.encode(ds)
-    split_df, split_path = split or resolve_split(cfg, ds, task)
-    usable = np.zeros(len(ds), dtype=bool)
-    usable[usable_rows(targets)] = True
-    part = split_df["part"].to_numpy()
-    index = {p: np.flatnonzero((part == p) & usable) for p in ("train", "val", "test")}
-    index["train"] = _subsample(index["train"], cfg.max_images, cfg.seed)
-    if len(index["train"]) == 0:
-        raise DataError(f"no labelled training images for task {cfg.task!r}",
-                        hint="check the data and the task (rows unlabelled for the task are not used)")
-    size = cfg.img_size or get_architecture(cfg.arch).input_size
-    pcfg = cfg.preprocess_config(size)
-    images, skipped = {}, list(getattr(ds, "skipped", []))
-    for p in ("train", "val"):
-        images[p], errors = _load_images(cfg, ds, index[p], pcfg)
-        if errors:  # on_error="skip": drop the unreadable rows, report them
-            bad = np.array([e["index"] for e in errors])
-            keep = np.setdiff1d(np.arange(len(index[p])), bad)
-            index[p], images[p] = index[p][keep], images[p][keep]
-            skipped += [{"path": e["path"], "reason": e["reason"], "part": p} for e in errors]
-            log.warning("%d unreadable %s images left out (listed in the card)", len(errors), p)
-    return Prepared(ds, task, task.classes(ds), targets, split_df, split_path, index, images,
-                    size, pcfg, skipped)
-
-
 # ------------------------------------------------------------------ model pieces
 def _loss(kind: str):
-    from training.engine import losses
-
     return losses.masked_binary_crossentropy if kind == "multilabel" else losses.masked_categorical_crossentropy
 
 
@@ -203,9 +111,7 @@ def _compile(model: keras.Model, cfg: TrainConfig, kind: str, lr: float, steps: 
     if kind == "single":
         metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     else:
-        from training.engine.losses import masked_binary_accuracy
-
-        metrics = [keras.metrics.MeanMetricWrapper(masked_binary_accuracy, name="accuracy")]
+        metrics = [keras.metrics.MeanMetricWrapper(losses.masked_binary_accuracy, name="accuracy")]
     model.compile(optimizer=opt, loss=_loss(kind), metrics=metrics, jit_compile=use_jit(cfg.jit_compile))
 
 
@@ -317,17 +223,9 @@ def _fit_all(cfg: TrainConfig, prep: Prepared, model: keras.Model, backup: Path,
 # ------------------------------------------------------------------ after training
 def choose_thresholds(y: np.ndarray, p: np.ndarray, classes: list[str]) -> tuple[dict[str, float], str]:
     """Youden thresholds per output on validation; 0.5 where that cannot be computed (said so)."""
-    from training.evaluation.thresholds import choose_threshold
+    from training.evaluation.thresholds import choose_thresholds as choose
 
-    out, fallback = {}, []
-    for j, name in enumerate(classes):
-        known = ~np.isnan(y[:, j])
-        yj = y[known, j]
-        if len(yj) == 0 or len(np.unique(yj)) < 2:
-            out[name] = 0.5
-            fallback.append(name)
-            continue
-        out[name] = float(choose_threshold(yj, p[known, j], method="youden"))
+    out, fallback = choose(y, p, classes, method="youden")
     method = "youden on validation"
     if fallback:
         method += f"; 0.5 for {fallback} (validation empty or single-class)"
@@ -344,7 +242,9 @@ def validation_report(model: keras.Model, prep: Prepared, batch_size: int) -> tu
         return {}, {c: 0.5 for c in classes}, "0.5 (no validation images)"
     p = np.asarray(model.predict(keras_input(ArrayBatches(prep.images["val"], y, batch_size)), verbose=0))
     thresholds, method = choose_thresholds(y, p, classes)
-    metrics = dict(compute_metrics(y, p, kind, classes, [thresholds[c] for c in classes]))
+    # The dict, as evaluate passes it: a 2-class softmax then decides by its positive class's
+    # threshold in both places (a list used to be ignored here, giving argmax on validation).
+    metrics = dict(compute_metrics(y, p, kind, classes, thresholds))
     metrics["loss"] = float(keras.ops.convert_to_numpy(keras.ops.mean(_loss(kind)(y, p))))
     metrics["n_images"] = int(len(y))
     return metrics, thresholds, method
@@ -361,7 +261,7 @@ def _history(out: Path) -> pd.DataFrame:
 
 
 def build_card(cfg: TrainConfig, prep: Prepared, facts: dict, metrics: dict, thresholds: dict,
-               method: str, history: pd.DataFrame) -> dict:
+               method: str, history: pd.DataFrame) -> ModelCard:
     """The model card (docs/architecture.md) of a finished run."""
     from training.data.splits import split_counts, split_hash
     from training.models.registry import get_architecture
@@ -369,30 +269,30 @@ def build_card(cfg: TrainConfig, prep: Prepared, facts: dict, metrics: dict, thr
 
     counts = split_counts(prep.split, prep.targets, prep.classes)
     seconds = history["epoch_seconds"].mean() if "epoch_seconds" in history else float("nan")
-    return {
-        "name": cfg.run_name,
-        "architecture": cfg.arch,
-        "task": cfg.task,
-        "kind": prep.task.kind,
-        "outputs": list(prep.classes),
-        "input_size": prep.size,
-        "preprocessing": prep.preprocess.to_dict(),
-        "gradcam_layer": get_architecture(cfg.arch).gradcam_layer,
-        "transfer": {"mode": cfg.mode, "weights": cfg.weights},
-        "initialisation": describe_initialisation(cfg.weights),
-        "training": {**cfg.to_dict(), **facts, "epochs_run": int(len(history)),
-                     "seconds_per_epoch": None if np.isnan(seconds) else float(seconds),
-                     "train_images_used": int(len(prep.index["train"]))},
-        "split": {"file": str(prep.split_path), "sha256": split_hash(prep.split_path),
-                  "counts": {p: counts[p]["images"] for p in counts}},
-        "data": {"sources": sorted(prep.ds.meta["source"].astype(str).unique().tolist()),
-                 "counts": {p: counts[p]["classes"] for p in counts}, "parts": counts,
-                 "skipped": prep.skipped},
-        "thresholds": thresholds,
-        "threshold_method": method,
-        "metrics": {"validation": metrics, "test": {}},
-        "test_set": None,
-    }
+    return ModelCard(
+        name=cfg.run_name,
+        architecture=cfg.arch,
+        task=cfg.task,
+        kind=prep.task.kind,
+        outputs=list(prep.classes),
+        input_size=prep.size,
+        preprocessing=prep.preprocess.to_dict(),
+        gradcam_layer=get_architecture(cfg.arch).gradcam_layer,
+        transfer={"mode": cfg.mode, "weights": cfg.weights},
+        initialisation=describe_initialisation(cfg.weights),
+        training={**cfg.to_dict(), **facts, "epochs_run": int(len(history)),
+                  "seconds_per_epoch": None if np.isnan(seconds) else float(seconds),
+                  "train_images_used": int(len(prep.index["train"]))},
+        split={"file": str(prep.split_path), "sha256": split_hash(prep.split_path),
+               "counts": {p: counts[p]["images"] for p in counts}},
+        data={"sources": sorted(prep.ds.meta["source"].astype(str).unique().tolist()),
+              "counts": {p: counts[p]["classes"] for p in counts}, "parts": counts,
+              "skipped": prep.skipped},
+        thresholds=thresholds,
+        threshold_method=method,
+        metrics={"validation": metrics, "test": {}},
+        test_set=None,
+    )
 
 
 # ------------------------------------------------------------------ entry points
@@ -469,7 +369,7 @@ def _train_in(cfg: TrainConfig, ds, dist: Distribution, note: str | None,
     facts.update(mixed_precision=policy, **scale)
     card = build_card(cfg, prep, facts, metrics, thresholds, method, _history(out))
     if note:
-        card["transfer"]["note"] = note
+        card.transfer["note"] = note
     save_model(model, card, out)
     shutil.rmtree(backup, ignore_errors=True)
 
@@ -485,7 +385,7 @@ def train_all(cfg: TrainConfig, archs: Sequence[str] | None = None, ds=None,
     from training.models.registry import FOUR
 
     archs = tuple(archs or FOUR)
-    ds = _load_data(cfg) if ds is None else ds
+    ds = load_data(cfg) if ds is None else ds
     _, split_path = resolve_split(cfg, ds, get_task(cfg.task))
     out, dirs = Path(cfg.out), []
     for arch in archs:

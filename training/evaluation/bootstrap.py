@@ -19,24 +19,12 @@ import numpy as np
 import pandas as pd
 
 from training.evaluation import metrics as M
+from training.evaluation.estimate import Estimate
 
 log = logging.getLogger(__name__)
 
 #: Upper bound on the cells of one weight matrix chunk (memory: 8 bytes each).
 _MAX_CELLS = 4_000_000
-
-
-class CI(tuple):
-    """``(point, low, high)``; ``n_used`` = resamples where the metric was defined."""
-
-    def __new__(cls, point: float, low: float, high: float, n_used: int) -> "CI":
-        self = super().__new__(cls, (float(point), float(low), float(high)))
-        self.n_used = int(n_used)
-        return self
-
-    point = property(lambda self: self[0])
-    low = property(lambda self: self[1])
-    high = property(lambda self: self[2])
 
 
 @dataclass(frozen=True)
@@ -123,20 +111,20 @@ def _evaluate(metric: Callable, y: np.ndarray, p: np.ndarray, w: np.ndarray) -> 
     return out
 
 
-def _interval(point: float, stats: np.ndarray, alpha: float) -> CI:
+def _interval(point: float, stats: np.ndarray, alpha: float) -> Estimate:
     stats = stats[np.isfinite(stats)]
     if len(stats) < 2:
-        return CI(point, np.nan, np.nan, len(stats))
+        return Estimate(float(point), np.nan, np.nan, len(stats))
     low, high = np.percentile(stats, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return CI(point, low, high, len(stats))
+    return Estimate(float(point), float(low), float(high), len(stats))
 
 
 def bootstrap_ci(metric_fn: MetricFn, y: np.ndarray, p: np.ndarray, groups: Sequence | None = None,
-                 n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> CI:
+                 n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> Estimate:
     """Point estimate and percentile ``1 - alpha`` CI of ``metric_fn(y, p)`` by group bootstrap.
 
     ``metric_fn``: a name of :data:`metrics.METRIC_NAMES`, a :class:`ScalarMetric`, or any
-    ``f(y, p) -> float`` (evaluated resample by resample: slower). Returns :class:`CI`.
+    ``f(y, p) -> float`` (evaluated resample by resample: slower). Returns an :class:`~training.evaluation.estimate.Estimate`.
     """
     metric = as_metric(metric_fn)
     y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
@@ -167,7 +155,7 @@ def paired_bootstrap(metric_fn: MetricFn, y: np.ndarray, p_a: np.ndarray, p_b: n
     d = diffs[np.isfinite(diffs)]
     tail = min((d <= 0).sum(), (d >= 0).sum())
     p_value = min(1.0, 2 * (tail + 1) / (len(d) + 1)) if len(d) else float("nan")
-    return {"diff": ci.point, "low": ci.low, "high": ci.high, "p_value": float(p_value),
+    return {"diff": ci.value, "low": ci.low, "high": ci.high, "p_value": float(p_value),
             "n_used": ci.n_used, "a": float(a), "b": float(b)}
 
 

@@ -16,10 +16,11 @@ import pandas as pd
 
 from training.errors import ImageDecodeError, ModelCardError, SplitError
 from training.evaluation.bootstrap import ScalarMetric, paired_bootstrap
-from training.evaluation.evaluate import (DISCLAIMER, SEED, check_overlap, load_eval_set,
+from training.evaluation.evaluate import (DISCLAIMER, SEED, check_overlap, image_cache, load_eval_set,
                                           model_thresholds, rounded, score, slug, training_split,
                                           write_json)
 from training.evaluation.predict import LoadedModel, load_models, predict_paths
+from training.evaluation.report import render_comparison
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +31,15 @@ COMPARE_METRICS: tuple[str, ...] = ("precision", "recall", "f1", "specificity", 
 def _check_same_task(models: Sequence[LoadedModel]) -> None:
     first = models[0]
     for m in models[1:]:
-        if (m.card["task"], m.kind, m.outputs) != (first.card["task"], first.kind, first.outputs):
+        if (m.card.task, m.kind, m.outputs) != (first.card.task, first.kind, first.outputs):
             raise ModelCardError(f"models {first.name!r} and {m.name!r} solve different tasks "
-                                 f"({first.card['task']} {first.outputs} vs {m.card['task']} "
+                                 f"({first.card.task} {first.outputs} vs {m.card.task} "
                                  f"{m.outputs}). What to do: compare models of one task.")
 
 
 def _check_same_split(models: Sequence[LoadedModel], allow: bool) -> bool:
     """True when the cards record different split files (allowed only with ``allow``)."""
-    hashes = {m.name: (m.card.get("split") or {}).get("sha256") for m in models}
+    hashes = {m.name: m.card.split.get("sha256") for m in models}
     if len(set(hashes.values())) <= 1:
         return False
     if not allow:
@@ -65,11 +66,11 @@ def latency_ms(m: LoadedModel, image: np.ndarray, repeats: int = 5) -> float:
 def _row(m: LoadedModel, scored: dict, thr: dict, latency: float) -> dict[str, Any]:
     card = m.card
     row: dict[str, Any] = {
-        "model": m.name, "architecture": card.get("architecture"),
-        "mode": (card.get("transfer") or {}).get("mode"),
-        "params_total": (card.get("params") or {}).get("total"),
-        "params_trainable": (card.get("params") or {}).get("trainable"),
-        "seconds_per_epoch": (card.get("training") or {}).get("seconds_per_epoch"),
+        "model": m.name, "architecture": card.architecture,
+        "mode": card.transfer.get("mode"),
+        "params_total": (card.params or {}).get("total"),
+        "params_trainable": (card.params or {}).get("trainable"),
+        "seconds_per_epoch": card.training.get("seconds_per_epoch"),
         "latency_ms": latency, "threshold_method": thr["method"],
     }
     mets = scored["metrics"]
@@ -94,8 +95,12 @@ def compare_models(model_dirs: Sequence[str | Path], data: Sequence[str], split:
                    part: str = "test", out_dir: str | Path = "compare", n_boot: int = 1000,
                    allow_split_mismatch: bool = False, allow_overlap: bool = False,
                    threshold_method: str = "youden", target_sensitivity: float | None = None,
-                   on_error: str = "raise", batch_size: int = 32) -> pd.DataFrame:
+                   on_error: str = "raise", batch_size: int = 32, fmt: str = "auto",
+                   views: Sequence[str] | None = None, modalities: Sequence[str] | None = None,
+                   cache_dir: str | Path | None = None) -> pd.DataFrame:
     """Evaluate every model on the same part of one split; one row per model.
+
+    ``fmt``, ``views`` and ``modalities`` go to the dataset loader (as in ``evaluate_model``).
 
     Writes ``compare.csv``, ``compare.json``, ``compare.html`` and ROC overlay PNGs in
     ``out_dir``. Refuses models of different tasks, models trained on different splits
@@ -103,7 +108,6 @@ def compare_models(model_dirs: Sequence[str | Path], data: Sequence[str], split:
     ``allow_overlap``).
     """
     from training.evaluation import plots
-    from training.evaluation.report import render_comparison
 
     models = load_models(model_dirs)
     _check_same_task(models)
@@ -111,14 +115,15 @@ def compare_models(model_dirs: Sequence[str | Path], data: Sequence[str], split:
     first = models[0]
     if isinstance(data, (str, Path)):
         data = [str(data)]
-    evs = load_eval_set(first.card, first.directory, data, split, part, False, on_error)
-    overlap, thresholds = {}, {}
+    evs = load_eval_set(first.card, first.directory, data, split, part, False, on_error, fmt,
+                        views, modalities)
+    overlap, thresholds, cache = {}, {}, image_cache(cache_dir)
     for m in models:
         seen = training_split(m.card, m.directory)
         overlap[m.name] = check_overlap(evs.paths, list(evs.groups), seen, allow_overlap)
         thresholds[m.name] = model_thresholds(m, evs, seen, threshold_method, target_sensitivity,
-                                              batch_size)
-    probs, errors = predict_paths(models, evs.paths, batch_size)
+                                              batch_size, cache)
+    probs, errors = predict_paths(models, evs.paths, batch_size, cache)
     bad = [(p, e) for p, e in zip(evs.paths, errors) if e is not None]
     if bad and on_error == "raise":
         raise ImageDecodeError(f"{len(bad)} test images cannot be read, e.g. {bad[0][1]}",
@@ -144,7 +149,7 @@ def compare_models(model_dirs: Sequence[str | Path], data: Sequence[str], split:
                for j, o in enumerate(first.outputs)]
     df = pd.DataFrame(rows)
     df.to_csv(out / "compare.csv", index=False)
-    summary = rounded({"split": evs.split, "split_sha256": (first.card.get("split") or {}).get("sha256"),
+    summary = rounded({"split": evs.split, "split_sha256": first.card.split.get("sha256"),
                        "part": evs.part, "test_set": evs.test_set,
                        "data": list(data), "n_images": int(len(Y)),
                        "n_patients": int(pd.Series(groups).nunique()), "n_boot": n_boot,

@@ -29,14 +29,16 @@ from training.evaluation import metrics as M
 from training.evaluation.bootstrap import attach_ci, bootstrap_metrics
 from training.evaluation.calibration import calibration_report
 from training.evaluation.predict import LoadedModel, load_models, predict_paths
-from training.evaluation.thresholds import choose_threshold
+from training.evaluation.report import DECIMALS, render_evaluation
+from training.models.card import ModelCard, file_sha256, update_card
+from training.evaluation.thresholds import choose_thresholds
 
 log = logging.getLogger(__name__)
 
 DISCLAIMER = ("Research tool. Not a medical device and not validated for clinical use: these "
               "numbers describe one model on one data set and do not establish diagnostic "
               "performance. Do not use for diagnosis or treatment decisions.")
-ALPHA, SEED, DECIMALS = 0.05, 0, 4
+ALPHA, SEED = 0.05, 0
 _SHOW = 5
 
 
@@ -66,17 +68,17 @@ class EvalSet:
                         patient.astype(str)).astype(object)
 
 
-def task_targets(ds: Any, card: dict) -> np.ndarray:
+def task_targets(ds: Any, card: ModelCard) -> np.ndarray:
     """The task encoding of ``ds`` in the card's output order (NaN where the data lack one)."""
     from training.data.tasks import get_task
 
-    task = get_task(card["task"])
+    task = get_task(card.task)
     targets, classes = task.encode(ds), task.classes(ds)
-    if task.kind == "single" and list(classes) != list(card["outputs"]):
-        raise ModelCardError(f"model {card.get('name')!r}: card outputs {card['outputs']} differ "
-                             f"from task {card['task']!r} classes {classes}. What to do: fix the card.")
-    out = np.full((len(ds), len(card["outputs"])), np.nan, dtype=np.float32)
-    for j, name in enumerate(card["outputs"]):
+    if task.kind == "single" and list(classes) != list(card.outputs):
+        raise ModelCardError(f"model {card.name!r}: card outputs {card.outputs} differ "
+                             f"from task {card.task!r} classes {classes}. What to do: fix the card.")
+    out = np.full((len(ds), len(card.outputs)), np.nan, dtype=np.float32)
+    for j, name in enumerate(card.outputs):
         if name in classes:
             out[:, j] = targets[:, classes.index(name)]
     return out
@@ -92,27 +94,34 @@ def _resolve(file: str | None, model_dir: Path) -> Path | None:
     return None
 
 
-def load_eval_set(card: dict, model_dir: Path, data: Sequence[str], split: str | None = None,
-                  part: str = "test", external: bool = False, on_error: str = "raise") -> EvalSet:
-    """Load ``data`` and choose the rows: a split part (internal) or everything (external)."""
+def load_eval_set(card: ModelCard, model_dir: Path, data: Sequence[str], split: str | None = None,
+                  part: str = "test", external: bool = False, on_error: str = "raise",
+                  fmt: str = "auto", views: Sequence[str] | None = None,
+                  modalities: Sequence[str] | None = None) -> EvalSet:
+    """Load ``data`` and choose the rows: a split part (internal) or everything (external).
+
+    ``views``/``modalities`` default to the ones the model was trained with (its card).
+    """
     from training.data.formats import load_datasets
     from training.data.splits import load_split
 
-    options = {k: card.get("training", {}).get(k) for k in ("views", "modalities")}
-    ds = load_datasets(list(data), on_error=on_error,
-                       **{k: v for k, v in options.items() if v is not None})
+    trained = card.training
+    options = {"views": views if views is not None else trained.get("views"),
+               "modalities": modalities if modalities is not None else trained.get("modalities")}
+    ds = load_datasets(list(data), fmt=fmt, on_error=on_error,
+                       **{k: tuple(v) for k, v in options.items() if v is not None})
     sources = set(ds.meta["source"].astype(str))
-    trained_on = set(card.get("data", {}).get("sources") or [])
+    trained_on = set(card.data.get("sources") or [])
     new_source = bool(trained_on) and not (sources & trained_on)
     notes = [f"{len(ds.skipped)} rows of the data could not be loaded (listed in metrics.json)"] \
         if ds.skipped else []
     if external or (split is None and new_source):
         why = "requested" if external else f"sources {sorted(sources)} not used in training {sorted(trained_on)}"
         return EvalSet(ds, task_targets(ds, card), "external", None, None, ds, notes + [f"external test ({why})"])
-    split_path = Path(split) if split else _resolve(card.get("split", {}).get("file"), model_dir)
+    split_path = Path(split) if split else _resolve(card.split.get("file"), model_dir)
     if split_path is None:
         raise SplitError(f"{model_dir}: no split given and the model's split file "
-                         f"{card.get('split', {}).get('file')!r} is missing. What to do: pass a "
+                         f"{card.split.get('file')!r} is missing. What to do: pass a "
                          "split CSV, or mark the data as an external test set.")
     parts = load_split(split_path, ds)["part"].to_numpy()
     mask = parts == part
@@ -126,11 +135,11 @@ def load_eval_set(card: dict, model_dir: Path, data: Sequence[str], split: str |
 
 # ------------------------------------------------------------------ overlap with training
 
-def training_split(card: dict, model_dir: Path) -> pd.DataFrame | None:
+def training_split(card: ModelCard, model_dir: Path) -> pd.DataFrame | None:
     """The model's own split (path, patient, part), checked against the card's hash; or None."""
     from training.data.splits import split_hash
 
-    info = card.get("split") or {}
+    info = card.split
     path = _resolve(info.get("file"), model_dir)
     if path is None:
         return None
@@ -144,7 +153,6 @@ def training_split(card: dict, model_dir: Path) -> pd.DataFrame | None:
 
 
 def _sha256_many(paths: Sequence[str]) -> dict[str, str]:
-    from training.models.card import file_sha256
 
     out = {}
     for p in paths:
@@ -188,9 +196,16 @@ def check_overlap(paths: Sequence[str], patients: Sequence[str], seen: pd.DataFr
     return report
 
 
+def image_cache(cache_dir: str | Path | None = None) -> Any:
+    """The preprocessed-image cache evaluation reads through (the trainer's by default)."""
+    from training.data.cache import ImageCache, default_cache_dir
+
+    return ImageCache(cache_dir or default_cache_dir())
+
+
 # ------------------------------------------------------------------ thresholds
 
-def _validation_rows(card: dict, evs: EvalSet,
+def _validation_rows(card: ModelCard, evs: EvalSet,
                      seen: pd.DataFrame | None) -> tuple[Any, str] | None:
     """The validation images of the model's split (from the loaded data, else its training data)."""
     if seen is None:
@@ -201,7 +216,7 @@ def _validation_rows(card: dict, evs: EvalSet,
     mask = evs.full.meta["path"].astype(str).isin(val).to_numpy()
     if mask.any():
         return evs.full.subset(mask), "the evaluated data"
-    train_cfg = card.get("training") or {}
+    train_cfg = card.training
     data = [d for d in train_cfg.get("data") or [] if Path(d).exists()]
     if not data:
         return None
@@ -220,7 +235,7 @@ def _validation_rows(card: dict, evs: EvalSet,
 
 def model_thresholds(lm: LoadedModel, evs: EvalSet, seen: pd.DataFrame | None,
                      method: str = "youden", target_sensitivity: float | None = None,
-                     batch_size: int = 32) -> dict[str, Any]:
+                     batch_size: int = 32, cache: Any = None) -> dict[str, Any]:
     """Per-output thresholds chosen on the model's validation part (recomputed), and how.
 
     single (softmax) with more than two classes: argmax, no thresholds; with two classes, the
@@ -235,15 +250,14 @@ def model_thresholds(lm: LoadedModel, evs: EvalSet, seen: pd.DataFrame | None,
     found = _validation_rows(lm.card, evs, seen)
     if found is None:
         log.warning("%s: no validation images available; using the card's thresholds", lm.name)
-        return {"method": f"from the model card ({lm.card.get('threshold_method', 'unknown method')}); "
+        return {"method": f"from the model card ({lm.card.threshold_method or 'unknown method'}); "
                           "validation images unavailable", "source": "card", "values": lm.thresholds()}
     val, where = found
-    probs, errors = predict_paths([lm], val.meta["path"].astype(str).tolist(), batch_size)
+    probs, errors = predict_paths([lm], val.meta["path"].astype(str).tolist(), batch_size, cache)
     ok = np.array([e is None for e in errors])
     Y, P = task_targets(val, lm.card)[ok], probs[0][ok]
     outputs = lm.outputs[1:] if lm.kind == "single" else lm.outputs  # 2-class softmax: positive class
-    values = {o: choose_threshold(Y[:, lm.outputs.index(o)], P[:, lm.outputs.index(o)], method,
-                                  target_sensitivity) for o in outputs}
+    values, _ = choose_thresholds(Y, P, lm.outputs, outputs, method, target_sensitivity)
     return {"method": f"{label} on validation", "source": f"validation part of the model's split, "
             f"from {where}", "n_validation": int(ok.sum()), "values": values}
 
@@ -308,15 +322,6 @@ def rounded(obj: Any, decimals: int = DECIMALS) -> Any:
     return obj
 
 
-def fmt(v: Any) -> str:
-    """A number as the report prints it (the JSON value, fixed decimals; n/a for null)."""
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return f"{v:.{DECIMALS}f}"
-    return str(v)  # the HTML template escapes
-
-
 def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "output"
 
@@ -349,23 +354,28 @@ def evaluate_model(model_dir: str | Path, data: Sequence[str], split: str | None
                    part: str = "test", out_dir: str | Path = "evaluation", allow_overlap: bool = False,
                    external: bool = False, threshold_method: str = "youden",
                    target_sensitivity: float | None = None, n_boot: int = 1000,
-                   on_error: str = "raise", batch_size: int = 32) -> dict[str, Any]:
+                   on_error: str = "raise", batch_size: int = 32, fmt: str = "auto",
+                   views: Sequence[str] | None = None, modalities: Sequence[str] | None = None,
+                   cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Evaluate a saved model; writes ``metrics.json``, ``report.html`` and figures in ``out_dir``.
 
     See the module docstring for the rules. Returns the content of ``metrics.json`` (rounded).
-    Updates the card's ``metrics.test`` and ``test_set``.
+    Updates the card's ``metrics.test`` and ``test_set``. ``fmt``, ``views`` and
+    ``modalities`` are passed to the dataset loader (views/modalities default to the card's).
+    Images go through the preprocessed-image cache (``cache_dir``, default the trainer's).
     """
-    from training.models.card import update_card
 
     model_dir, out = Path(model_dir), Path(out_dir)
     if isinstance(data, (str, Path)):
         data = [str(data)]
     lm = load_models([model_dir])[0]
-    evs = load_eval_set(lm.card, model_dir, data, split, part, external, on_error)
+    evs = load_eval_set(lm.card, model_dir, data, split, part, external, on_error, fmt, views,
+                        modalities)
     seen = training_split(lm.card, model_dir)
     overlap = check_overlap(evs.paths, list(evs.groups), seen, allow_overlap)
-    thr = model_thresholds(lm, evs, seen, threshold_method, target_sensitivity, batch_size)
-    probs, errors = predict_paths([lm], evs.paths, batch_size)
+    cache = image_cache(cache_dir)
+    thr = model_thresholds(lm, evs, seen, threshold_method, target_sensitivity, batch_size, cache)
+    probs, errors = predict_paths([lm], evs.paths, batch_size, cache)
     skipped = [{"path": p, "reason": e} for p, e in zip(evs.paths, errors) if e is not None]
     if skipped and on_error == "raise":
         raise ImageDecodeError(f"{len(skipped)} test images cannot be read, e.g. {skipped[0]['reason']}",
@@ -378,12 +388,11 @@ def evaluate_model(model_dir: str | Path, data: Sequence[str], split: str | None
     result["figures"] = make_figures(Y, P, result, lm.outputs, out)
     result = rounded(result)
     write_json(result, out / "metrics.json")
-    from training.evaluation.report import render_evaluation
 
     (out / "report.html").write_text(render_evaluation(result), encoding="utf-8")
     summary = {k: result[k] for k in ("test_set", "split", "part", "n_images", "n_patients",
                                       "thresholds", "metrics", "overlap")}
-    update_card(model_dir, metrics={**(lm.card.get("metrics") or {}), "test": summary},
+    update_card(model_dir, metrics={**(lm.card.metrics or {}), "test": summary},
                 test_set=evs.test_set)
     return result
 
@@ -394,9 +403,9 @@ def _result(lm: LoadedModel, evs: EvalSet, data: Sequence[str], overlap: dict, t
     scored = score(Y, P, lm.kind, lm.outputs, thr["values"], groups, n_boot)
     card = lm.card
     return {
-        "model": {"name": lm.name, "dir": str(lm.directory), "architecture": card.get("architecture"),
-                  "task": card["task"], "kind": lm.kind, "outputs": lm.outputs,
-                  "transfer": card.get("transfer")},
+        "model": {"name": lm.name, "dir": str(lm.directory), "architecture": card.architecture,
+                  "task": card.task, "kind": lm.kind, "outputs": lm.outputs,
+                  "transfer": card.transfer},
         "test_set": evs.test_set, "split": evs.split, "part": evs.part,
         "data": [str(d) for d in data],
         "n_images": int(len(Y)), "n_patients": int(pd.Series(groups).nunique()),

@@ -121,6 +121,8 @@ def single_label_classes(P: np.ndarray, thresholds: Any, names: Sequence[str]) -
     the operating point the validation data favour).
     """
     P = np.asarray(P, dtype=np.float64)
+    if len(names) == 2 and thresholds is not None and not isinstance(thresholds, dict):
+        thresholds = dict(zip(names, thresholds_array(thresholds, names)))  # a list is honoured too
     if len(names) == 2 and isinstance(thresholds, dict) and thresholds.get(names[1]) is not None:
         return (P[:, 1] >= float(thresholds[names[1]])).astype(np.int64)
     return P.argmax(axis=1) if len(P) else np.zeros(0, np.int64)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from training.errors import CXRError, DataError
 from training.evaluation import metrics as M
+from training.models.card import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +33,21 @@ class LoadedModel:
 
     name: str
     model: Any
-    card: dict
+    card: ModelCard
     preprocess: Any  # training.preprocess.PreprocessConfig
     directory: Path = field(default_factory=Path)
 
     @property
     def outputs(self) -> list[str]:
-        return list(self.card["outputs"])
+        return list(self.card.outputs)
 
     @property
     def kind(self) -> str:
-        return self.card["kind"]
+        return self.card.kind
 
     def thresholds(self) -> dict[str, float]:
         """The card's thresholds (0.5 where the card has none)."""
-        saved = self.card.get("thresholds") or {}
+        saved = self.card.thresholds or {}
         return {o: float(saved.get(o, 0.5)) for o in self.outputs}
 
 
@@ -60,8 +61,8 @@ def load_models(model_dirs: Sequence[str | Path]) -> list[LoadedModel]:
     out: list[LoadedModel] = []
     for d in model_dirs:
         model, card = load_model(d)
-        out.append(LoadedModel(str(card.get("name") or Path(d).name), model, card,
-                               PreprocessConfig.from_dict(card["preprocessing"]), Path(d)))
+        out.append(LoadedModel(str(card.name or Path(d).name), model, card,
+                               PreprocessConfig.from_dict(card.preprocessing), Path(d)))
     names = [m.name for m in out]
     for m in out:
         if names.count(m.name) > 1:  # two cards with one name: the folder tells them apart
@@ -127,12 +128,25 @@ def _walk(root: Path) -> list[Path]:
 
 # ------------------------------------------------------------------ loading and inference
 
-def load_images(paths: Sequence[str | Path], cfg: Any) -> tuple[np.ndarray, list[str | None]]:
-    """Preprocessed ``uint8 (N, S, S, C)`` (zeros where unreadable) and one error or None per file."""
+def load_images(paths: Sequence[str | Path], cfg: Any,
+                cache: Any = None) -> tuple[np.ndarray, list[str | None]]:
+    """Preprocessed ``uint8 (N, S, S, C)`` (zeros where unreadable) and one error or None per file.
+
+    With ``cache`` (a :class:`training.data.cache.ImageCache`) each file is decoded once ever
+    (evaluation and comparison predict the same validation and test files several times;
+    decoding full-size CXRs is most of their time on a CPU); without, every call decodes.
+    """
     from training.preprocess import load_image
 
+    if cache is not None:
+        x, bad = cache.load([str(p) for p in paths], cfg, on_error="skip")
+        errors: list[str | None] = [None] * len(paths)
+        for e in bad:
+            errors[e["index"]] = e["reason"]
+            log.error("cannot use %s: %s", e["path"], e["reason"])
+        return x, errors
     x = np.zeros((len(paths), cfg.size, cfg.size, cfg.channels), dtype=np.uint8)
-    errors: list[str | None] = [None] * len(paths)
+    errors = [None] * len(paths)
     for i, p in enumerate(paths):
         try:
             x[i] = load_image(p, cfg)
@@ -162,10 +176,11 @@ def predict_array(model: Any, x: np.ndarray, batch_size: int = 32) -> np.ndarray
 
 
 def predict_paths(models: Sequence[LoadedModel], paths: Sequence[str | Path],
-                  batch_size: int = 32) -> tuple[list[np.ndarray], list[str | None]]:
+                  batch_size: int = 32, cache: Any = None) -> tuple[list[np.ndarray], list[str | None]]:
     """Probabilities per model (``(N, C)``, NaN rows where unreadable) and errors per file.
 
-    Images are decoded once per distinct preprocessing and ``_CHUNK`` files at a time.
+    Images are decoded once per distinct preprocessing and ``_CHUNK`` files at a time (and
+    through ``cache``, an ``ImageCache``, when given: see :func:`load_images`).
     """
     probs = [np.full((len(paths), len(m.outputs)), np.nan, dtype=np.float32) for m in models]
     errors: list[str | None] = [None] * len(paths)
@@ -175,7 +190,7 @@ def predict_paths(models: Sequence[LoadedModel], paths: Sequence[str | Path],
         for k, m in enumerate(models):
             key = m.preprocess.key()
             if key not in by_cfg:
-                by_cfg[key] = load_images(chunk, m.preprocess)
+                by_cfg[key] = load_images(chunk, m.preprocess, cache)
             x, errs = by_cfg[key]
             ok = np.array([e is None for e in errs])
             probs[k][start:start + len(chunk)][ok] = predict_array(m.model, x[ok], batch_size)

@@ -8,9 +8,11 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import roc_curve
 
+from training.config import CHOICES
+
 log = logging.getLogger(__name__)
 
-METHODS: tuple[str, ...] = ("youden", "sensitivity", "fixed")
+METHODS: tuple[str, ...] = CHOICES["threshold_method"]
 DEFAULT = 0.5
 
 
@@ -49,3 +51,25 @@ def choose_threshold(y_true: Sequence[float], scores: Sequence[float], method: s
     if method == "youden":
         return float(thr[int(np.argmax(tpr - fpr))])
     return float(thr[int(np.argmax(tpr >= target_sensitivity - 1e-12))])
+
+
+def choose_thresholds(Y: np.ndarray, P: np.ndarray, outputs: Sequence[str],
+                      columns: Sequence[str] | None = None, method: str = "youden",
+                      target_sensitivity: float | None = None) -> tuple[dict[str, float], list[str]]:
+    """``({output: threshold}, outputs that fell back to 0.5)`` for ``columns`` (default all).
+
+    The one place thresholds are chosen (training's validation report and ``evaluate``):
+    :func:`choose_threshold` on each output's labelled rows; an output whose validation rows
+    hold fewer than two classes gets 0.5 and is listed.
+    """
+    Y, P = np.asarray(Y, dtype=np.float64), np.asarray(P, dtype=np.float64)
+    values, fallback = {}, []
+    for name in (outputs if columns is None else columns):
+        j = list(outputs).index(name)
+        known = ~np.isnan(Y[:, j])
+        if len(np.unique(Y[known, j])) < 2:
+            values[name] = DEFAULT
+            fallback.append(name)
+            continue
+        values[name] = choose_threshold(Y[known, j], P[known, j], method, target_sensitivity)
+    return values, fallback

@@ -6,13 +6,14 @@ reaches ``Architecture.gradcam_layer`` by name and the saved model is self-conta
 from __future__ import annotations
 
 import logging
-import math
 from typing import Literal
 
 import keras
 
 from training.errors import CXRError
 from training.models.layers import BackbonePreprocess
+from training.models.parts import (DROPOUT_NAME, FEATURES_NAME, HEAD_NAME, INPUT_NAME,  # noqa: F401
+                                   NON_BACKBONE, PREPROCESS_NAME, backbone_layers, count_params)
 from training.models.registry import Architecture, get_architecture
 from training.models.weights import backbone_with_weights, normalise_weights
 
@@ -22,10 +23,6 @@ Kind = Literal["multilabel", "single"]
 Mode = Literal["frozen", "finetune", "scratch"]
 KINDS = ("multilabel", "single")
 MODES = ("frozen", "finetune", "scratch")
-#: layers outside the backbone, by name (the rest of the model is the backbone)
-INPUT_NAME, PREPROCESS_NAME, FEATURES_NAME, DROPOUT_NAME, HEAD_NAME = (
-    "image", "cxr_preprocess", "features", "head_dropout", "head")
-NON_BACKBONE = {INPUT_NAME, PREPROCESS_NAME, FEATURES_NAME, DROPOUT_NAME, HEAD_NAME}
 
 
 def build_model(arch: str, outputs: list[str], kind: Kind, input_size: int | None = None,
@@ -75,12 +72,6 @@ def _check_args(a: Architecture, outputs: list[str], kind: str,
     return size
 
 
-def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The backbone's layers (everything but input, preprocessing, pooling and head)."""
-    return [l for l in model.layers
-            if l.name not in NON_BACKBONE and not isinstance(l, keras.layers.InputLayer)]
-
-
 def set_backbone_trainable(model: keras.Model, trainable: bool) -> None:
     """Freeze or unfreeze every backbone layer (BatchNorm included). Recompile afterwards."""
     for layer in backbone_layers(model):
@@ -95,12 +86,6 @@ def unfreeze_backbone(model: keras.Model) -> None:
     """
     for layer in backbone_layers(model):
         layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
-
-
-def count_params(model: keras.Model) -> dict[str, int]:
-    """``{"total": ..., "trainable": ...}`` parameter counts."""
-    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
-    return {"total": int(model.count_params()), "trainable": trainable}
 
 
 def split_feature_head(model: keras.Model) -> tuple[keras.Model, keras.Model]:

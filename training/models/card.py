@@ -7,12 +7,14 @@ a mismatch that :func:`load_model` reports, never a silently wrong model.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import importlib.metadata
 import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,9 @@ import training
 from training import io
 from training.errors import ModelCardError
 from training.io import file_sha256, jsonable  # noqa: F401  (re-exported: older imports)
-from training.models.build import count_params
+from training.models import layers, losses  # noqa: F401  registered for keras.saving.load_model
+from training.models.parts import count_params
+from training.models.registry import ARCHITECTURES
 
 CARD_VERSION = 1
 MODEL_FILE, CARD_FILE = "model.keras", "card.json"
@@ -31,9 +35,95 @@ REQUIRED_KEYS = ("card_version", "name", "architecture", "task", "kind", "output
 KINDS = ("single", "multilabel")
 
 
+@dataclass
+class ModelCard:
+    """Everything needed to use a saved model, and how good it is (``card.json``, typed).
+
+    Written by :func:`save_model` (training), updated by :func:`update_card` (evaluation),
+    read with :func:`read_card`/:func:`load_model` by the evaluation and the app. Keys a
+    newer cxrlab added are kept in ``extra`` and written back unchanged. ``card[key]`` and
+    ``card.get(key)`` read the JSON form (for templates and code written against card.json).
+    """
+
+    name: str
+    architecture: str
+    task: str
+    kind: str                                  # "single" (softmax) | "multilabel" (sigmoids)
+    outputs: list[str]                         # output order
+    input_size: int
+    preprocessing: dict[str, Any]              # training.preprocess.PreprocessConfig.to_dict()
+    gradcam_layer: str | None = None
+    transfer: dict[str, Any] = field(default_factory=dict)        # mode, weights (, note)
+    initialisation: dict[str, Any] | None = None                  # models.weights.describe_initialisation
+    training: dict[str, Any] = field(default_factory=dict)        # the resolved TrainConfig + run facts
+    split: dict[str, Any] = field(default_factory=dict)           # file, sha256, counts
+    data: dict[str, Any] = field(default_factory=dict)            # sources, counts, parts, skipped
+    thresholds: dict[str, float] | None = None                    # per output, chosen on validation
+    threshold_method: str | None = None
+    metrics: dict[str, Any] = field(default_factory=lambda: {"validation": {}, "test": {}})
+    test_set: str | None = None                # "internal" | "external" | None (not evaluated)
+    pretraining: dict[str, Any] | None = None  # a CXR-pretrained backbone: on what
+    metadata_features: list[str] | None = None  # clinical fusion: the metadata inputs, in order
+    metadata_encoder: dict[str, Any] | None = None  # clinical fusion: training.clinical encoder
+    params: dict[str, int] | None = None
+    versions: dict[str, str] | None = None
+    created: str | None = None
+    model_sha256: str | None = None
+    card_version: int = CARD_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _OMIT_WHEN_NONE = ("pretraining", "metadata_features", "metadata_encoder")
+
+    @classmethod
+    def from_json(cls, raw: dict, path: str | os.PathLike | None = None) -> ModelCard:
+        """The card of a parsed ``card.json`` (validated: ModelCardError names ``path``)."""
+        if isinstance(raw, ModelCard):
+            return raw
+        validate_card(raw, path)
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in raw.items() if k in names},
+                   extra={k: v for k, v in raw.items() if k not in names})
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``card.json`` object (keys in a stable order, unknown keys kept)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        for key in self._OMIT_WHEN_NONE:
+            if out[key] is None:
+                del out[key]
+        return {"card_version": out.pop("card_version"), **out, **self.extra}
+
+    def threshold(self, output: str) -> float | None:
+        """The decision threshold of ``output`` (None before thresholds were chosen)."""
+        return None if self.thresholds is None else float(self.thresholds[output])
+
+    @property
+    def test_metrics(self) -> dict[str, Any]:
+        """What ``evaluate`` stored (empty before any evaluation)."""
+        return (self.metrics or {}).get("test") or {}
+
+    @property
+    def validation_metrics(self) -> dict[str, Any]:
+        return (self.metrics or {}).get("validation") or {}
+
+    def __getitem__(self, key: str) -> Any:
+        data = self.to_json()
+        if key not in data:
+            raise KeyError(key)
+        return data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_json().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.to_json()
+
+
 def validate_card(card: dict, path: str | os.PathLike | None = None) -> dict:
     """Check a card's keys and their consistency; return it. ModelCardError names ``path``."""
     where = f"{path}: " if path else ""
+    if isinstance(card, ModelCard):
+        validate_card(card.to_json(), path)
+        return card
 
     def fail(what: str) -> None:
         raise ModelCardError(f"{where}model card {what}. What to do: re-save the model with "
@@ -90,7 +180,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def save_model(model: keras.Model, card: dict, out_dir: str | os.PathLike) -> Path:
+def save_model(model: keras.Model, card: ModelCard | dict, out_dir: str | os.PathLike) -> Path:
     """Write ``out_dir/model.keras`` and ``out_dir/card.json`` atomically; return ``out_dir``.
 
     Fills ``card_version``, ``versions``, ``created``, ``params`` and ``model_sha256``;
@@ -98,18 +188,19 @@ def save_model(model: keras.Model, card: dict, out_dir: str | os.PathLike) -> Pa
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    card = dict(card)
-    card.setdefault("card_version", CARD_VERSION)
-    card.setdefault("gradcam_layer", _default_gradcam_layer(card))
-    card.update(versions=versions(), params=count_params(model),
-                created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    validate_card(card, out / CARD_FILE)
-    _check_model_matches(model, card, out)
+    raw = dict(card.to_json() if isinstance(card, ModelCard) else card)
+    raw.setdefault("card_version", CARD_VERSION)
+    if raw.get("gradcam_layer") is None:
+        raw["gradcam_layer"] = _default_gradcam_layer(raw)
+    raw.update(versions=versions(), params=count_params(model),
+               created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    typed = ModelCard.from_json(raw, out / CARD_FILE)
+    _check_model_matches(model, typed, out)
     tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=out))
     try:
         model.save(tmp / MODEL_FILE)
-        card["model_sha256"] = file_sha256(tmp / MODEL_FILE)
-        text = io.json_text(card)  # serialised before anything is replaced
+        typed.model_sha256 = file_sha256(tmp / MODEL_FILE)
+        text = io.json_text(typed.to_json())  # serialised before anything is replaced
         io.publish(tmp / MODEL_FILE, out / MODEL_FILE)  # model first: never a card without it
         io.write_text(out / CARD_FILE, text)
     finally:
@@ -118,13 +209,12 @@ def save_model(model: keras.Model, card: dict, out_dir: str | os.PathLike) -> Pa
 
 
 def _default_gradcam_layer(card: dict) -> str | None:
-    from training.models.registry import ARCHITECTURES
 
     arch = ARCHITECTURES.get(card.get("architecture"))
     return arch.gradcam_layer if arch else None
 
 
-def load_model(model_dir: str | os.PathLike, compile: bool = False) -> tuple[keras.Model, dict]:
+def load_model(model_dir: str | os.PathLike, compile: bool = False) -> tuple[keras.Model, ModelCard]:
     """Load ``(model, card)`` from a model directory, checking the card against the model."""
     d = Path(model_dir)
     card = read_card(d)
@@ -132,13 +222,10 @@ def load_model(model_dir: str | os.PathLike, compile: bool = False) -> tuple[ker
     if not model_path.is_file():
         raise ModelCardError(f"{model_path}: model file missing beside its card. What to do: "
                              f"re-train or restore the model, or remove the directory.")
-    expected = card.get("model_sha256")
+    expected = card.model_sha256
     if expected and file_sha256(model_path) != expected:
         raise ModelCardError(f"{model_path}: does not match {d / CARD_FILE} (SHA-256 differs; "
                              f"interrupted save or hand-copied file). What to do: re-save or re-train.")
-    if compile:
-        import training.engine.losses  # noqa: F401  registers the custom losses and metrics
-    import training.models.layers  # noqa: F401  registers BackbonePreprocess
     try:
         model = keras.saving.load_model(model_path, compile=compile)
     except Exception as e:
@@ -148,7 +235,7 @@ def load_model(model_dir: str | os.PathLike, compile: bool = False) -> tuple[ker
     return model, card
 
 
-def read_card(model_dir: str | os.PathLike) -> dict:
+def read_card(model_dir: str | os.PathLike) -> ModelCard:
     """The validated card of a model directory (no model loading)."""
     path = Path(model_dir) / CARD_FILE
     if not path.is_file():
@@ -159,31 +246,30 @@ def read_card(model_dir: str | os.PathLike) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelCardError(f"{path}: model card is not valid JSON ({e}). What to do: "
                              f"fix or restore card.json.") from e
-    return validate_card(card, path)
+    return ModelCard.from_json(card, path)
 
 
-def _check_model_matches(model: keras.Model, card: dict, where: Path) -> None:
+def _check_model_matches(model: keras.Model, card: ModelCard, where: Path) -> None:
     width = model.outputs[0].shape[-1]
     shape = tuple(model.inputs[0].shape[1:])
-    size = card["input_size"]
+    size = card.input_size
     problems = []
-    if width != len(card["outputs"]):
-        problems.append(f"model has {width} outputs but the card lists {len(card['outputs'])}")
+    if width != len(card.outputs):
+        problems.append(f"model has {width} outputs but the card lists {len(card.outputs)}")
     if shape != (size, size, 3):
         problems.append(f"model input {shape} != card input_size {size} (expected {(size, size, 3)})")
-    layer = card["gradcam_layer"]
-    if not any(l.name == layer for l in model.layers):
+    layer = card.gradcam_layer
+    if not any(lay.name == layer for lay in model.layers):
         problems.append(f"gradcam_layer {layer!r} is not a layer of the model")
     if problems:
         raise ModelCardError(f"{where}: card does not match the model: {'; '.join(problems)}. "
                              f"What to do: fix the card or re-save the model.")
 
 
-def update_card(model_dir: str | os.PathLike, **fields: Any) -> dict:
+def update_card(model_dir: str | os.PathLike, **fields: Any) -> ModelCard:
     """Atomically set top-level card fields (e.g. ``metrics``, ``thresholds``); return the card."""
     d = Path(model_dir)
-    card = read_card(d)
-    card.update(fields)
-    validate_card(card, d / CARD_FILE)
-    io.write_json(d / CARD_FILE, card)
+    raw = {**read_card(d).to_json(), **fields}
+    card = ModelCard.from_json(raw, d / CARD_FILE)
+    io.write_json(d / CARD_FILE, card.to_json())
     return card

@@ -49,3 +49,18 @@ class BackbonePreprocess(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="cxrlab")
+class FirstChannel(keras.layers.Layer):
+    """Keeps the first channel, ``(B, H, W, C) -> (B, H, W, 1)`` (grayscale CXRs stored as RGB).
+
+    A named layer instead of a ``Lambda``: Keras 3 refuses to load ``Lambda`` layers in safe
+    mode (their Python code would be unpickled), so a model using one could not be served.
+    """
+
+    def call(self, inputs):
+        return inputs[..., :1]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 1)

@@ -17,7 +17,9 @@ import keras
 
 from training.errors import CXRError
 from training.io import file_sha256
-from training.models.registry import Architecture
+from training.models.card import CARD_FILE, MODEL_FILE, load_model, read_card
+from training.models.parts import backbone_layers
+from training.models.registry import Architecture, get_architecture
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +116,9 @@ def _load_local(backbone: keras.Model, a: Architecture, path: Path) -> None:
 
 
 def _source_from_model_dir(a: Architecture, path: Path) -> list[keras.layers.Layer]:
-    from training.models.build import backbone_layers  # imported late: build imports this module
-    from training.models.card import load_model
-
     model, card = load_model(path)
-    if card["architecture"] != a.name:
-        raise CXRError(f"{path}: is a {card['architecture']} model, cannot transfer its weights "
+    if card.architecture != a.name:
+        raise CXRError(f"{path}: is a {card.architecture} model, cannot transfer its weights "
                        f"into {a.name}. What to do: choose a model directory of the same architecture.")
     return backbone_layers(model)  # the head is re-initialised: other task, other outputs
 
@@ -176,26 +175,22 @@ def describe_initialisation(weights: str | os.PathLike | None) -> dict:
     path = Path(spec).expanduser()
     if not path.is_dir():
         return {"kind": "file", "summary": f"weights file {path.name}", "path": str(path)}
-    from training.models.card import CARD_FILE, MODEL_FILE, read_card  # card imports build, which imports this
-
     card = read_card(path)
-    info = {"path": str(path), "name": card.get("name"), "architecture": card.get("architecture"),
-            "model_sha256": card.get("model_sha256") or file_sha256(path / MODEL_FILE),
+    info = {"path": str(path), "name": card.name, "architecture": card.architecture,
+            "model_sha256": card.model_sha256 or file_sha256(path / MODEL_FILE),
             "card_sha256": file_sha256(path / CARD_FILE)}
-    pre = card.get("pretraining")
+    pre = card.pretraining
     if pre:
         sources = ", ".join(pre.get("sources") or pre.get("data") or [])
         return {"kind": "cxr-pretrained", **info, "sources": pre.get("sources"), "images": pre.get("images"),
                 "summary": f"CXR-pretrained here on {sources} ({pre.get('images')} images, "
-                           f"{pre.get('task')}): {card.get('name')}"}
+                           f"{pre.get('task')}): {card.name}"}
     return {"kind": "cxrlab-model", **info,
-            "summary": f"the backbone of cxrlab model {card.get('name')} ({card.get('task')})"}
+            "summary": f"the backbone of cxrlab model {card.name} ({card.task})"}
 
 
 def imagenet_obtainable(arch: str) -> bool:
     """True when ``arch``'s ImageNet weights are cached or their host answers now."""
-    from training.models.registry import get_architecture
-
     return cached_weights(get_architecture(arch)) is not None or weights_host_reachable()
 
 

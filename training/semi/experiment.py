@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from training.config import opt
 from training.errors import DataError
 from training.io import jsonable
 from training.semi.model import small_cnn
@@ -35,38 +36,56 @@ log = logging.getLogger(__name__)
 FRACTIONS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
 
 
+def _floats(value: Any) -> tuple[float, ...]:
+    """``"0.1,0.25"`` (a flag) or a sequence → a tuple of floats."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(float(v) for v in items)
+
+
 @dataclass
 class SemiConfig:
-    """Everything one experiment run depends on (saved in results.json)."""
+    """Everything one experiment run depends on (saved in results.json; every field a flag)."""
 
-    data: list[str]
-    out: str = "semi-output"
-    task: str = "4class"
-    fractions: tuple[float, ...] = FRACTIONS
-    img_size: int = 64
-    rounds: int = 2
-    threshold: float = 0.9
-    pseudo_weight: float = 0.5
-    epochs: int = 10
-    min_steps: int = 300
-    batch_size: int = 64
-    lr: float = 1e-3
-    augment: bool = True
-    max_images: int | None = None  # patient-level cap on the whole dataset (quick runs)
-    parts: tuple[float, float, float] = (0.8, 0.0, 0.2)
-    split: str | None = None  # a saved split CSV instead of making one
-    seed: int = 0
-    n_boot: int = 1000
-    fmt: str = "auto"
-    on_error: str = "raise"
-    cache_dir: str | None = None
-    widths: tuple[int, ...] = field(default=(16, 32, 64, 128))
+    data: list[str] = opt(factory=list, help="dataset folder or CSV (repeat to combine several)",
+                          metavar="DIR", repeat=True)
+    out: str = opt("semi-output", "output folder")
+    task: str = opt("4class", "label set (single-label or multilabel task name)")
+    fractions: tuple[float, ...] = opt(FRACTIONS, "labelled fractions of the train part, increasing "
+                                       "in (0, 1]", metavar="F,F,...")
+    img_size: int = opt(64, "input size in px")
+    rounds: int = opt(2, "self-training rounds")
+    threshold: float = opt(0.9, "pseudo-label confidence threshold, in (0, 1]")
+    pseudo_weight: float = opt(0.5, "loss weight of pseudo-labels, in [0, 1]")
+    epochs: int = opt(10, "epochs per model")
+    min_steps: int = opt(300, "at least this many training steps per model (small fractions)")
+    batch_size: int = opt(64, "batch size")
+    lr: float = opt(1e-3, "learning rate")
+    augment: bool = opt(True, "on-device augmentation while training")
+    max_images: int | None = opt(None, "patient-level cap on the whole dataset (quick runs)")
+    parts: tuple[float, float, float] = opt((0.8, 0.0, 0.2), "TRAIN,VAL,TEST fractions of a new split",
+                                            metavar="T,V,T")
+    split: str | None = opt(None, "a saved split CSV (default: make one, saved in OUT)")
+    seed: int = opt(0, "random seed")
+    n_boot: int = opt(1000, "bootstrap resamples for the CIs")
+    fmt: str = opt("auto", "dataset format: auto | ieee8023 | folder | csv", flag="--format")
+    on_error: str = opt("raise", "bad rows: raise or skip (and count them)")
+    cache_dir: str | None = opt(None, "preprocessed-image cache (default ~/.cache/cxrlab)")
+    widths: tuple[int, ...] = opt((16, 32, 64, 128), "channels of the small CNN's blocks", metavar="W,W,...")
 
     def __post_init__(self) -> None:
-        fr = tuple(float(f) for f in self.fractions)
+        if isinstance(self.data, str):
+            self.data = [self.data]
+        fr = _floats(self.fractions)
         if not fr or any(not 0 < f <= 1 for f in fr) or list(fr) != sorted(set(fr)):
             raise ValueError(f"fractions must be increasing values in (0, 1], got {self.fractions!r}")
         self.fractions = fr
+        parts = _floats(self.parts)
+        total = sum(parts)
+        if len(parts) != 3 or min(parts) < 0 or total <= 0:
+            raise ValueError(f"parts must be 3 non-negative fractions, got {self.parts!r}")
+        self.parts = tuple(v / total for v in parts)  # type: ignore[assignment]
+        self.widths = tuple(int(w) for w in _floats(self.widths))
+        self.train_config()  # checks rounds, threshold, ... now, before any data is loaded
 
     def train_config(self) -> SelfTrainConfig:
         return SelfTrainConfig(rounds=self.rounds, threshold=self.threshold, pseudo_weight=self.pseudo_weight,
@@ -276,14 +295,12 @@ def _one_fraction(cfg: SemiConfig, tcfg: SelfTrainConfig, data: Data, fraction: 
 # ------------------------------------------------------------------ figure
 def plot_label_efficiency(results: dict[str, Any], path: str | Path) -> Path:
     """Test macro AUC (95 % CI bars) against the labelled fraction, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: no pyplot state, no backend switch
 
     runs = results["runs"]
     fr = np.array([r["fraction"] for r in runs])
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=100)
+    fig = Figure(figsize=(5.5, 3.8), dpi=100)
+    ax = fig.subplots()
     for key, label, shift, marker in (("supervised", "labelled only", 0.985, "o"),
                                       ("self_training", "+ unlabelled pool (self-training)", 1.015, "s")):
         v = np.array([_nan(r[key]["auc"]["value"]) for r in runs])
@@ -303,7 +320,6 @@ def plot_label_efficiency(results: dict[str, Any], path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import keras
 
+from training.models.layers import FirstChannel
+
 WIDTHS: tuple[int, ...] = (16, 32, 64, 128)
 
 
@@ -21,7 +23,7 @@ def small_cnn(n_outputs: int, kind: str, size: int = 64, seed: int = 0,
     init = keras.initializers.HeNormal(seed=seed)
     inp = keras.Input((size, size, 3), name="image")
     # Grayscale CXRs are stored as 3 equal channels; one is enough here.
-    x = keras.layers.Lambda(lambda t: t[..., :1], name="gray")(inp)
+    x = FirstChannel(name="gray")(inp)
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(x)
     for i, width in enumerate(widths):
         x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer=init,

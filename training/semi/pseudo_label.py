@@ -23,7 +23,7 @@ import numpy as np
 from training.engine.augment import build_augmentation, with_augmentation
 from training.engine.callbacks import EpochSync
 from training.engine.data import ArrayBatches, class_balance_weights
-from training.engine.losses import masked_binary_crossentropy, masked_categorical_crossentropy
+from training.models.losses import masked_binary_crossentropy, masked_categorical_crossentropy
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import pytest
 from training.config import TrainConfig
 from training.engine.distribute import Distribution
 from training.engine.fit import make_optimizer, run_facts
-from training.engine.losses import masked_categorical_crossentropy
+from training.models.losses import masked_categorical_crossentropy
 
 
 def _model() -> keras.Model:

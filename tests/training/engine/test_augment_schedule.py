@@ -8,7 +8,7 @@ from training.engine.schedule import warmup_cosine
 
 def test_no_flip_layers():
     aug = build_augmentation(None, seed=0)
-    assert not any(isinstance(l, keras.layers.RandomFlip) for l in aug.layers)
+    assert not any(isinstance(layer, keras.layers.RandomFlip) for layer in aug.layers)
     assert aug.name == "augmentation"
 
 

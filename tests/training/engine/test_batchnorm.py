@@ -96,11 +96,11 @@ def test_moving_statistics_are_the_plain_batch_average():
 def test_mode_losses_leave_the_model_unchanged(trained):
     model, x, y = trained
     weights = [keras.ops.convert_to_numpy(w) for w in model.weights]
-    rates = [l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)]
+    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     bn.mode_losses(model, x, y, keras.losses.binary_crossentropy, 16)
     for w, v in zip(model.weights, weights):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(w), v)
-    assert [l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)] == rates
+    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == rates
 
 
 def test_frozen_bn_is_left_alone_and_settle_reports_it(trained):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.training.models.conftest import images, tiny_size
-from training.engine.losses import masked_binary_crossentropy
+from training.models.losses import masked_binary_crossentropy
 from training.errors import CXRError
 from training.models import (
     ARCHITECTURES,

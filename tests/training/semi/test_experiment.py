@@ -120,5 +120,5 @@ def test_cli_semi_builds_the_config(monkeypatch, tmp_path):
     assert rc == 0 and cfg.data == ["D"] and cfg.task == "pneumonia"
     assert (cfg.fractions, cfg.img_size, cfg.rounds, cfg.threshold, cfg.max_images) == ((0.2, 1.0), 48, 3, 0.85, 100)
     assert cfg.epochs == SemiConfig(data=[]).epochs  # unset options keep the library defaults
-    with pytest.raises(SystemExit):
-        cli.main(["semi", "--data", "D", "--out", str(tmp_path), "--fractions", "0.5,0.1"])
+    # not increasing: refused by SemiConfig, a clear message and exit code 2 (no traceback)
+    assert cli.main(["semi", "--data", "D", "--out", str(tmp_path), "--fractions", "0.5,0.1"]) == 2

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from training.errors import CXRError, DataError
-from training.evaluation import shortcuts as S
+from training.audits import shortcuts as S
 
 
 def _cxr(sick: bool, gamma: float, seed: int, h: int = 24, w: int = 24) -> np.ndarray:
@@ -104,7 +104,7 @@ def test_probe_needs_two_sources(sources, tmp_path):
 
 def test_unknown_feature_set_is_rejected():
     with pytest.raises(CXRError, match="unknown probe feature set"):
-        S._feature_sets(("pixels",), None)
+        S.feature_sets(("pixels",), None)
 
 
 def test_image_statistics_capture_borders_and_size(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from training.engine.losses import (
+from training.models.losses import (
     MaskedAUC,
     masked_bce,
     masked_binary_accuracy,

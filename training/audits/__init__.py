@@ -1,0 +1,1 @@
+"""Audits of data and models: shortcut checks (source probe, leave-one-source-out, lungs only)."""
