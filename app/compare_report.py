@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from app.metrics_view import CI_LEVEL, METRICS, Estimate
+from training.data.splits import split_hash
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,6 @@ def _split_sha256(split: Any) -> str | None:
     """The SHA-256 of the split file the comparison used (as model cards record it), if readable."""
     if not split or not Path(str(split)).is_file():
         return None
-    from training.data.splits import split_hash
 
     return split_hash(str(split))
 

@@ -18,6 +18,10 @@ import numpy as np
 
 from training.errors import CXRError, ModelCardError
 from training.models.card import ModelCard
+from training.explain import explainer, overlay, png_data_uri
+from training.models.card import load_model
+from training.preprocess import PreprocessConfig
+from training import preprocess as pp
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +82,7 @@ def configure_device(device: str = "auto") -> str:
 
     Must run before TensorFlow touches a GPU: hiding devices later is impossible.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
 
     device = (device or "auto").lower()
     if device not in ("auto", "cpu", "gpu"):
@@ -99,12 +103,12 @@ def configure_device(device: str = "auto") -> str:
 
 def compile_inference(model: Any, size: int, n_meta: int = 0) -> Callable[..., np.ndarray]:
     """A compiled ``x -> probabilities`` call: ``tf.function`` with a fixed signature."""
-    import keras
+    import keras  # loads the Keras backend: only when a model is used
 
     if keras.backend.backend() != "tensorflow":
         # Portable fallback: Keras compiles its own predict step on other backends.
         return lambda *xs: np.asarray(model.predict_on_batch(list(xs) if len(xs) > 1 else xs[0]))
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
 
     spec = [tf.TensorSpec((None, size, size, 3), tf.float32)]
     if n_meta:
@@ -186,15 +190,13 @@ class ModelBank:
 
     def prepare(self, image_bytes: bytes, filename: str) -> dict[str, np.ndarray]:
         """Each model's input image (uint8 S,S,3): decoded once, preprocessed once per config."""
-        from training.preprocess import decode_image, preprocess
-
-        gray = decode_image(image_bytes, name=filename)
+        gray = pp.decode_image(image_bytes, name=filename)
         by_config: dict[str, np.ndarray] = {}
         inputs = {}
         for m in self.models:
             key = m.preprocess.key()
             if key not in by_config:
-                by_config[key] = preprocess(gray, m.preprocess)
+                by_config[key] = pp.preprocess(gray, m.preprocess)
             inputs[m.name] = by_config[key]
         return inputs
 
@@ -238,7 +240,7 @@ def metadata_vector(features: list[str], metadata: dict[str, float | None],
     A card with a ``metadata_encoder`` (training.clinical) gets that encoder's vector instead.
     """
     if encoder:
-        from training.clinical.features import ClinicalEncoder
+        from training.clinical.features import ClinicalEncoder  # clinical fusion models only
 
         return ClinicalEncoder.from_dict(encoder).encode_records([metadata])
     def encode(value: Any) -> float:
@@ -271,8 +273,6 @@ def _explain(m: ServedModel, image: np.ndarray,
 
     The class (``heatmap_index``'s rule) is picked inside the graph from the same forward pass.
     """
-    from training.explain import explainer, overlay, png_data_uri
-
     index = m.outputs.index(wanted) if wanted in m.outputs else None
     probs, cam, index = explainer(m.model, m.card.gradcam_layer).explain(
         image, index, heatmap_candidates(m.outputs))
@@ -280,9 +280,6 @@ def _explain(m: ServedModel, image: np.ndarray,
 
 
 def _load_one(folder: Path, warmup: bool) -> ServedModel:
-    from training.models.card import load_model
-    from training.preprocess import PreprocessConfig
-
     start = time.perf_counter()
     model, card = load_model(folder)
     _check(folder, model, card)
@@ -300,7 +297,6 @@ def _load_one(folder: Path, warmup: bool) -> ServedModel:
         xs = [np.zeros((1, size, size, 3), np.float32)] + ([np.zeros((1, n_meta), np.float32)] if features else [])
         infer(*xs)
         if card.gradcam_layer and not features:
-            from training.explain import explainer
 
             explainer(model, card.gradcam_layer).explain(np.zeros((size, size, 3), np.uint8))
     log.info("loaded model %s (%s, %d px) in %.1f s", loaded.name, card.architecture, size,

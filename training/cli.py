@@ -1,6 +1,7 @@
 """Command line: builds a config from arguments, calls the library, saves the resolved config.
 
-``cxrlab COMMAND`` (installed) or ``python -m training COMMAND``. Commands: report | split |
+``cxrlab COMMAND`` (installed) or ``python -m training COMMAND``. Each command imports the
+library parts it runs inside its function, so a command loads only what it needs. Commands: report | split |
 train | train-all | pretrain | evaluate | compare | predict | models | shortcuts | clinical |
 semi | download | demo | serve
 """

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import yaml
 
 from training.errors import CXRError
+from training.preprocess import PreprocessConfig
 
 CHOICES: dict[str, tuple[Any, ...]] = {
     "mode": ("frozen", "finetune", "scratch"),
@@ -165,8 +166,6 @@ class TrainConfig:
 
     def preprocess_config(self, size: int):
         """The :class:`~training.preprocess.PreprocessConfig` of this run at ``size`` px."""
-        from training.preprocess import PreprocessConfig
-
         return PreprocessConfig(size=size, clip_percentile=self.clip_percentile,
                                 resize=self.resize, clahe=self.clahe)
 

@@ -28,7 +28,7 @@ def _require_tensorflow():
             f"Grad-CAM needs the TensorFlow backend, but Keras uses {keras.backend.backend()!r}. "
             "What to do: set KERAS_BACKEND=tensorflow before starting Python."
         )
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
 
     return tf
 
@@ -125,7 +125,7 @@ def gradcam(model: keras.Model, image_uint8: np.ndarray, layer_name: str, class_
 @functools.lru_cache(maxsize=8)
 def _lut(cmap: str) -> np.ndarray:
     """``cmap`` as a (256, 3) float32 table: a lookup is much cheaper than calling matplotlib."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # heatmap colours only
 
     return (colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0).astype(np.float32)
 
@@ -150,7 +150,7 @@ def png_data_uri(image_uint8: np.ndarray, compress_level: int = 1) -> str:
     Level 1 by default: on a few-hundred-pixel overlay it is several times faster than
     PIL's default 6 for a slightly larger file.
     """
-    from PIL import Image
+    from PIL import Image  # image files only here
 
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(image_uint8, dtype=np.uint8)).save(buffer, "PNG",

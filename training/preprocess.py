@@ -204,8 +204,8 @@ def _pil_to_gray(img: Image.Image) -> np.ndarray:
 
 
 def _decode_dicom(data: bytes) -> np.ndarray:
-    import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+    import pydicom  # DICOM input only
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array  # DICOM input only
 
     force = data[128:132] != b"DICM"  # old files without the preamble, named *.dcm
     ds = pydicom.dcmread(io.BytesIO(data), force=force)
@@ -237,7 +237,7 @@ def preprocess(gray: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
         raise ValueError(f"preprocess expects a non-empty 2-D grayscale array, got {gray.shape}")
     x = normalise(gray, cfg.clip_percentile)
     if cfg.clahe and x.any():  # CLAHE would turn a blank (constant) image into noise
-        from skimage.exposure import equalize_adapthist
+        from skimage.exposure import equalize_adapthist  # CLAHE only
 
         x = equalize_adapthist(x, clip_limit=cfg.clahe_clip).astype(np.float32)
     x = _resize_square(x, cfg.size, cfg.resize)

@@ -24,6 +24,10 @@ import pandas as pd
 
 from training.config import TrainConfig, opt
 from training.errors import CXRError
+from training.data.formats import load_datasets
+from training.data.splits import file_digests, split_hash
+from training.engine.fit import train
+from training.models.card import update_card
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +83,6 @@ def excluded_rows(ds, splits: Sequence[str | Path]) -> tuple[np.ndarray, list[di
     A row is out when its path, its patient, or its file's bytes (sha1) appear in the
     ``val`` or ``test`` part of any of ``splits``.
     """
-    from training.data.splits import file_digests, split_hash
-
     out = np.zeros(len(ds), dtype=bool)
     facts = []
     paths = ds.meta["path"].astype(str).to_numpy()
@@ -105,10 +107,6 @@ def excluded_rows(ds, splits: Sequence[str | Path]) -> tuple[np.ndarray, list[di
 
 def pretrain(cfg: PretrainConfig, verbose: int = 1) -> Path:
     """Run the pretraining; return the model folder (its card gains a ``pretraining`` entry)."""
-    from training.data.formats import load_datasets
-    from training.engine.fit import train
-    from training.models.card import update_card
-
     if not cfg.data:
         raise CXRError("pretrain: no data given. What to do: pass --data (one or more dataset folders)")
     tcfg = cfg.train_config()

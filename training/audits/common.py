@@ -8,6 +8,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from training.html import fmt, render
+from training.data.formats import load_datasets
+from training.evaluation import metrics as M
+from training.evaluation.bootstrap import attach_ci, bootstrap_metrics
+from training.evaluation.evaluate import DISCLAIMER, rounded, write_json
 
 
 log = logging.getLogger(__name__)
@@ -16,9 +20,6 @@ log = logging.getLogger(__name__)
 def scored(Y: np.ndarray, P: np.ndarray, names: Sequence[str], groups: np.ndarray,
             n_boot: int, seed: int) -> dict[str, Any]:
     """Macro ROC-AUC, balanced accuracy and per-class ROC-AUC with patient-bootstrap CIs."""
-    from training.evaluation import metrics as M
-    from training.evaluation.bootstrap import attach_ci, bootstrap_metrics
-
     m = attach_ci(M.compute_metrics(Y, P, "single", names),
                   bootstrap_metrics(Y, P, "single", names, None, groups, n_boot, 0.05, seed))
     return {"roc_auc": m["macro"]["roc_auc"], "balanced_accuracy": m["balanced_accuracy"],
@@ -35,8 +36,6 @@ def ci_text(v: Any) -> str:
 def write_check(result: dict[str, Any], out_dir: str | Path, name: str, title: str,
            rows: list[list[Any]], header: list[str]) -> dict[str, Any]:
     """``<name>.json`` (rounded) and ``<name>.html`` (summary paragraph + one table)."""
-    from training.evaluation.evaluate import DISCLAIMER, rounded, write_json
-
     out = Path(out_dir)
     result = rounded({**result, "disclaimer": DISCLAIMER})
     write_json(result, out / f"{name}.json")
@@ -47,8 +46,6 @@ def write_check(result: dict[str, Any], out_dir: str | Path, name: str, title: s
 
 
 def load_data(data: Sequence[str] | str, on_error: str = "skip") -> Any:
-    from training.data.formats import load_datasets
-
     return load_datasets([data] if isinstance(data, (str, Path)) else list(data), on_error=on_error)
 
 

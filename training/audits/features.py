@@ -8,6 +8,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from training.errors import CXRError
+from training.data.cache import ImageCache, default_cache_dir
+from training.engine.features import compute_features
+from training.models.build import build_model, split_feature_head
+from training.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +23,7 @@ FEATURE_SETS = ("backbone", "stats")
 
 def original_size(path: str) -> tuple[float, float]:
     """``(width, height)`` of the file as stored (header only); NaN when unreadable."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # image files only here
 
     try:
         with Image.open(path) as img:
@@ -27,7 +31,7 @@ def original_size(path: str) -> tuple[float, float]:
     except (OSError, UnidentifiedImageError):
         pass
     try:  # DICOM (PIL does not read it)
-        import pydicom
+        import pydicom  # DICOM input only
 
         d = pydicom.dcmread(path, stop_before_pixels=True)
         return float(d.Columns), float(d.Rows)
@@ -64,10 +68,8 @@ def image_statistics(images: np.ndarray, paths: Sequence[str]) -> np.ndarray:
 def backbone_features(images: np.ndarray, arch: str, weights: str | None, seed: int = 0,
                       batch_size: int = 32) -> np.ndarray:
     """Pooled frozen-backbone features ``(N, F)`` of uint8 images (random init when weights=None)."""
-    import keras
+    import keras  # loads the Keras backend: only when a model is used
 
-    from training.engine.features import compute_features
-    from training.models.build import build_model, split_feature_head
 
     keras.utils.set_random_seed(seed)  # a random-init backbone must be the same every run
     model = build_model(arch, ["a", "b"], "single", input_size=images.shape[1], mode="frozen",
@@ -96,9 +98,6 @@ def probe_features(paths: Sequence[str], img_size: int, arch: str = "resnet50",
     Images come from the preprocessed-image cache (:class:`training.data.cache.ImageCache`);
     unreadable files are left out and listed (never silently dropped).
     """
-    from training.data.cache import ImageCache, default_cache_dir
-    from training.preprocess import PreprocessConfig
-
     sets = feature_sets(features, weights)
     cache = ImageCache(Path(cache_dir) if cache_dir else default_cache_dir())
     images, errors = cache.load(list(paths), PreprocessConfig(size=int(img_size)), on_error="skip")
@@ -120,9 +119,9 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, n_cl
 
     Classes absent from ``y_train`` get probability 0 (the probe cannot predict them).
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import LogisticRegression  # scikit-learn: only this step needs it
+    from sklearn.pipeline import make_pipeline  # scikit-learn: only this step needs it
+    from sklearn.preprocessing import StandardScaler  # scikit-learn: only this step needs it
 
     if len(np.unique(y_train)) < 2:
         raise CXRError(f"the probe needs at least 2 classes in its training rows, got "

@@ -13,6 +13,12 @@ import numpy as np
 from training.audits.common import ci_text, patient_groups, write_check
 from training.audits.features import original_size
 from training.errors import CXRError, DataError
+from training.data.formats import load_dataset
+from training.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
+from training.evaluation.evaluate import task_targets
+from training.evaluation.evaluate import training_split
+from training.evaluation.predict import load_models, predict_array
+from training.preprocess import decode_image, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +104,7 @@ def boxes_mask(boxes: Sequence[tuple[float, float, float, float]], shape: tuple[
 
 def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """A mask image resized (nearest) to ``shape`` ``(h, w)``; True where it is bright (> 127)."""
-    from PIL import Image
+    from PIL import Image  # image files only here
 
     try:
         with Image.open(path) as img:
@@ -122,8 +128,6 @@ def _region(kind: str, gray: np.ndarray, source: Any) -> np.ndarray:
 
 def _unseen(ds: Any, card: dict, model_dir: Path) -> tuple[np.ndarray, str]:
     """Rows the model did not train or validate on (by path or patient), and how that was decided."""
-    from training.evaluation.evaluate import training_split
-
     seen = training_split(card, model_dir)
     if seen is None:
         return np.ones(len(ds), dtype=bool), "no split recorded in the card: every annotated image used"
@@ -137,8 +141,6 @@ def _unseen(ds: Any, card: dict, model_dir: Path) -> tuple[np.ndarray, str]:
 def _images(paths: Sequence[str], regions: dict[str, Any], kind: str, cfg: Any
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, str]]]:
     """Full and lung-restricted preprocessed images (same decode and preprocess path)."""
-    from training.preprocess import decode_image, preprocess
-
     full, restricted, ok, skipped = [], [], [], []
     for p in paths:
         try:
@@ -158,8 +160,6 @@ def _images(paths: Sequence[str], regions: dict[str, Any], kind: str, cfg: Any
 def _compare(Y: np.ndarray, p_full: np.ndarray, p_rest: np.ndarray, outputs: Sequence[str],
              groups: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     """Per output: ROC-AUC full and restricted with CIs, and the paired difference (restricted - full)."""
-    from training.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
-
     out = {}
     for j, o in enumerate(outputs):
         k = ~np.isnan(Y[:, j])
@@ -182,10 +182,6 @@ def lung_restricted_eval(model_dir: str | Path, ieee8023_root: str | Path,
     comparison on the images that have that annotation. Only images the model did not train
     or validate on are used (by path and patient, from the split in its card).
     """
-    from training.data.formats import load_dataset
-    from training.evaluation.evaluate import task_targets
-    from training.evaluation.predict import load_models, predict_array
-
     bad = sorted(set(regions) - {"masks", "boxes"})
     if bad or not regions:
         raise CXRError(f"unknown lung region(s) {bad or regions}; choose masks and/or boxes")

@@ -10,6 +10,9 @@ import numpy as np
 from training.audits.common import ci_text, load_data, patient_groups, scored, write_check
 from training.audits.features import ProbeTrainer, feature_sets, fit_probe, probe_features
 from training.errors import CXRError, DataError
+from training.data.dataset import CXRDataset
+from training.data.splits import load_split, make_split
+from training.data.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +28,6 @@ Trainer = Callable[[Any, Any, Any], np.ndarray]
 
 def _source_split(ds: Any, split_csv: str | Path | None, seed: int) -> np.ndarray:
     """Part per row: from ``split_csv``, else a patient-level split stratified by source."""
-    from training.data.dataset import CXRDataset
-    from training.data.splits import load_split, make_split
-    from training.data.tasks import get_task
-
     if split_csv is not None:
         return load_split(split_csv, ds)["part"].to_numpy()
     sources = sorted(set(ds.meta["source"].astype(str)))
@@ -99,9 +98,6 @@ def leave_one_source_out(data: Sequence[str], task: str = "pneumonia",
     ``trainer`` (see :data:`Trainer`) replaces the default probe model. Writes
     ``leave_one_source_out.json`` / ``.html``.
     """
-    from training.data.splits import load_split, make_split
-    from training.data.tasks import get_task
-
     t = get_task(task)
     if t.kind != "single":
         raise CXRError(f"leave-one-source-out needs a single-label task, got {task!r} ({t.kind}); "

@@ -19,6 +19,20 @@ from training.clinical import prognosis as P
 from training.clinical import severity as S
 from training.config import opt
 from training.errors import DataError
+from training import io
+from training.audits.shortcuts import intensity_histogram
+from training.clinical.fusion import balanced_class_weight, fit_head, fusion_parts
+from training.clinical.fusion import build_fusion_model
+from training.data.cache import ImageCache, default_cache_dir
+from training.data.formats import load_dataset
+from training.data.splits import make_split, save_split, split_hash
+from training.data.tasks import get_task
+from training.engine.features import compute_features
+from training.evaluation.bootstrap import bootstrap_ci
+from training.evaluation.bootstrap import paired_bootstrap
+from training.models.build import build_model, split_feature_head
+from training.models.card import save_model
+from training.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +80,11 @@ class ExperimentConfig:
 
 # ---------------------------------------------------------------------- shared pieces
 def load(cfg: ExperimentConfig, **options: Any):
-    from training.data.formats import load_dataset
-
     return load_dataset(cfg.data, on_error="skip", **options)
 
 
 def load_images(paths: Sequence[str], cfg: ExperimentConfig) -> tuple[np.ndarray, Any, list]:
     """uint8 ``(N, S, S, 3)`` images from the image cache, their PreprocessConfig, and errors."""
-    from training.data.cache import ImageCache, default_cache_dir
-    from training.preprocess import PreprocessConfig
-
     pcfg = PreprocessConfig(size=cfg.img_size)
     images, errors = ImageCache(cfg.cache_dir or default_cache_dir()).load(list(paths), pcfg, on_error="skip")
     for e in errors:
@@ -85,8 +94,6 @@ def load_images(paths: Sequence[str], cfg: ExperimentConfig) -> tuple[np.ndarray
 
 def image_statistics(images: np.ndarray) -> np.ndarray:
     """Intensity histogram and GRID x GRID regional means + std per image, ``(N, 16+16+2)``."""
-    from training.audits.shortcuts import intensity_histogram
-
     x = np.asarray(images)[..., 0].astype(np.float32) / 255.0
     n, s = x.shape[:2]
     hist = intensity_histogram(x, HIST_BINS)
@@ -99,10 +106,8 @@ def image_statistics(images: np.ndarray) -> np.ndarray:
 
 def feature_model(cfg: ExperimentConfig, outputs: list[str] | None = None, n_metadata: int = 0):
     """``(full model or None, image → pooled features model)``; seeded (random init is repeatable)."""
-    import keras
+    import keras  # loads the Keras backend: only when a model is used
 
-    from training.clinical.fusion import build_fusion_model, fusion_parts
-    from training.models.build import build_model, split_feature_head
 
     keras.utils.set_random_seed(cfg.seed)
     if n_metadata:
@@ -115,8 +120,6 @@ def feature_model(cfg: ExperimentConfig, outputs: list[str] | None = None, n_met
 
 def image_features(images: np.ndarray, cfg: ExperimentConfig) -> np.ndarray:
     """Frozen-backbone pooled features + :func:`image_statistics` (for the scikit-learn models)."""
-    from training.engine.features import compute_features
-
     _, fm = feature_model(cfg)
     return np.hstack([compute_features(fm, images), image_statistics(images)])
 
@@ -126,8 +129,6 @@ def _ci_text(d: dict[str, Any]) -> str:
 
 
 def write_results(results: dict[str, Any], out: str | Path) -> Path:
-    from training import io
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     return io.write_json(out / "results.json", results)
@@ -159,9 +160,6 @@ def _bar_plot(rows: list[tuple[str, str, dict]], path: Path, title: str) -> Path
 # ---------------------------------------------------------------------- fusion
 def run_fusion(cfg: ExperimentConfig, save_model: bool = True) -> dict[str, Any]:
     """COVID-19 vs other findings on one patient split: image-only, metadata-only, fused."""
-    from training.data.splits import make_split, save_split, split_hash
-    from training.data.tasks import get_task
-
     out = Path(cfg.out)
     task = get_task("covid")
     ds = load(cfg)
@@ -179,14 +177,12 @@ def run_fusion(cfg: ExperimentConfig, save_model: bool = True) -> dict[str, Any]
     enc = F.ClinicalEncoder(fields).fit(ds.meta[part == "train"])
     meta = enc.transform(ds.meta)
     model, fm = feature_model(cfg, task.classes(), enc.width)
-    from training.engine.features import compute_features
 
     feats = compute_features(fm, images)
     preds = _fusion_models(model, feats, meta, y, part, cfg)
     test = part == "test"
     yt = y[test, 1]
     scores = {name: _auc(yt, p, groups[test], cfg) for name, p in preds.items()}
-    from training.evaluation.bootstrap import paired_bootstrap
 
     paired = {other: paired_bootstrap("roc_auc", yt, preds["fused (keras)"], preds[other],
                                       groups[test], cfg.n_boot, seed=cfg.seed)
@@ -208,11 +204,10 @@ def run_fusion(cfg: ExperimentConfig, save_model: bool = True) -> dict[str, Any]
 
 def _fusion_models(model, feats, meta, y, part, cfg) -> dict[str, np.ndarray]:
     """Test-part scores of every compared model (all fitted on the train part only)."""
-    import keras
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
+    import keras  # loads the Keras backend: only when a model is used
+    from sklearn.ensemble import HistGradientBoostingClassifier  # scikit-learn: only this step needs it
+    from sklearn.linear_model import LogisticRegression  # scikit-learn: only this step needs it
 
-    from training.clinical.fusion import balanced_class_weight, fit_head, fusion_parts
 
     tr, va, te = (part == p for p in ("train", "val", "test"))
     cw = balanced_class_weight(y[tr])
@@ -237,8 +232,6 @@ def _fusion_models(model, feats, meta, y, part, cfg) -> dict[str, np.ndarray]:
 
 
 def _auc(y: np.ndarray, p: np.ndarray, groups: np.ndarray, cfg: ExperimentConfig) -> dict[str, Any]:
-    from training.evaluation.bootstrap import bootstrap_ci
-
     ci = bootstrap_ci("roc_auc", y, p, groups=groups, n_boot=cfg.n_boot, seed=cfg.seed)
     return {"n": int(len(y)), "patients": int(len(set(groups))), "positives": int(np.sum(y == 1)),
             "roc_auc": ci.to_json()}
@@ -251,9 +244,6 @@ def _missingness(meta, fields: list[str], y: np.ndarray) -> dict[str, dict[str, 
 
 
 def _save_fused(model, cfg, task, enc, pcfg, split_file, counts, scores, out: Path) -> Path:
-    from training.data.splits import split_hash
-    from training.models.card import save_model
-
     card = {"name": f"fusion-covid-{cfg.arch}", "architecture": cfg.arch, "task": task.name,
             "kind": "single", "outputs": task.classes(), "input_size": cfg.img_size,
             "preprocessing": pcfg.to_dict(), "transfer": {"mode": "frozen", "weights": cfg.weights},
@@ -269,9 +259,9 @@ def _save_fused(model, cfg, task, enc, pcfg, split_file, counts, scores, out: Pa
 # ---------------------------------------------------------------------- prognosis
 def run_prognosis(cfg: ExperimentConfig) -> dict[str, Any]:
     """Each prognosis task: image features + LR, metadata-only LR, prevalence baseline."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import LogisticRegression  # scikit-learn: only this step needs it
+    from sklearn.pipeline import make_pipeline  # scikit-learn: only this step needs it
+    from sklearn.preprocessing import StandardScaler  # scikit-learn: only this step needs it
 
     out = Path(cfg.out)
     ds = load(cfg)

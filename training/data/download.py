@@ -51,7 +51,7 @@ def download_ieee8023(dest: str | Path | None = None, url: str = IEEE8023_URL,
 
 def _fetch(url: str, out: Path, timeout: float, progress: bool) -> None:
     """Stream ``url`` to ``out`` with a tqdm progress bar."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # download progress only
 
     req = urllib.request.Request(url, headers={"User-Agent": "cxrlab"})
     with urllib.request.urlopen(req, timeout=timeout) as resp, open(out, "wb") as fh:

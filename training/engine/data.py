@@ -102,7 +102,7 @@ def class_balance_weights(targets: np.ndarray, max_weight: float = MAX_CLASS_WEI
     rows with no positive get weight 1). All-NaN rows get 0 (they are excluded from batches
     anyway).
     """
-    from sklearn.utils.class_weight import compute_class_weight
+    from sklearn.utils.class_weight import compute_class_weight  # scikit-learn: only this step needs it
 
     targets = np.asarray(targets, dtype=np.float32)
     known = ~np.isnan(targets).all(axis=1)
@@ -131,7 +131,7 @@ def keras_input(batches: ArrayBatches):
     """
     if keras.backend.backend() != "tensorflow":
         return batches
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
 
     first = batches[0]
     signature = tuple(tf.TensorSpec((None, *np.shape(a)[1:]), tf.as_dtype(np.asarray(a).dtype))

@@ -79,9 +79,9 @@ def _keras_distribute_fixes() -> Iterator[None]:
     validation images on 2 replicas). The first replica's shard has the same structure, so it
     is used instead.
     """
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+    import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
+    from keras.src.backend.tensorflow import trainer as tf_trainer  # TensorFlow backend only
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer  # TensorFlow backend only
 
     original = TensorFlowTrainer._maybe_symbolic_build
     original_reduce = tf_trainer.reduce_per_replica
@@ -152,11 +152,11 @@ def chief_role(conf: dict[str, Any] | None) -> tuple[bool, int]:
 # ------------------------------------------------------------------ resolve
 def _gpu_count() -> int:
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
 
         return len(tf.config.list_physical_devices("GPU"))
     if keras.backend.backend() == "jax":
-        import jax
+        import jax  # JAX backend only
 
         return sum(d.platform == "gpu" for d in jax.devices())
     return 0
@@ -203,7 +203,7 @@ def _create(resolved: str, devices: Sequence[str] | None) -> Distribution:
         return Distribution("none")
     if resolved == "data_parallel":
         return _data_parallel(devices)
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
 
     if resolved == "mirrored":
         strategy = tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
@@ -218,7 +218,7 @@ def _create(resolved: str, devices: Sequence[str] | None) -> Distribution:
 
 
 def _data_parallel(devices: Sequence[str] | None) -> Distribution:
-    import jax
+    import jax  # JAX backend only
 
     if os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"):  # several hosts: join the job first
         keras.distribution.initialize()

@@ -38,7 +38,20 @@ from training.engine.prepare import Prepared, load_data, prepare, resolve_split
 from training.engine.distribute import Distribution, make_distribution, worker_out
 from training.engine.schedule import PerUpdate, warmup_cosine
 from training.models import losses
+from training.models.build import unfreeze_backbone
 from training.models.card import ModelCard
+from training.data.cache import default_cache_dir
+from training.data.splits import split_counts, split_hash
+from training.data.tasks import get_task
+from training.evaluation.metrics import compute_metrics
+from training.evaluation.thresholds import choose_thresholds as choose
+from training.models import build
+from training.models.build import split_feature_head
+from training.models.card import save_model
+from training.models.registry import FOUR
+from training.models.registry import get_architecture
+from training.models.weights import describe_initialisation
+from training.models.weights import resolve_auto
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +60,11 @@ log = logging.getLogger(__name__)
 def gpus_visible() -> bool:
     """Whether the active backend sees a GPU."""
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
 
         return bool(tf.config.list_physical_devices("GPU"))
     if keras.backend.backend() == "jax":
-        import jax
+        import jax  # JAX backend only
 
         return any(d.platform == "gpu" for d in jax.devices())
     return False
@@ -62,7 +75,7 @@ def _set_determinism(seed: int) -> None:
     if keras.backend.backend() == "tensorflow" and not gpus_visible():
         # CPU kernels are deterministic with this flag at little cost; on GPU it can refuse ops
         # without a deterministic kernel, so there resumes match within float tolerance only.
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
 
         tf.config.experimental.enable_op_determinism()
 
@@ -157,9 +170,6 @@ def _run_stage(cfg: TrainConfig, st: Stage, prep: Prepared, kind: str, best: Bes
 
 def _stage_inputs(cfg: TrainConfig, prep: Prepared, model: keras.Model, use_cache: bool):
     """``(fit_model, x_train, x_val)`` for a frozen-backbone stage (cached features or images)."""
-    from training.data.cache import default_cache_dir
-    from training.models.build import split_feature_head
-
     if use_cache:
         feature_model, head = split_feature_head(model)
         info = {"arch": cfg.arch, "weights": cfg.weights, "size": prep.size,
@@ -206,8 +216,6 @@ def _fit_all(cfg: TrainConfig, prep: Prepared, model: keras.Model, backup: Path,
     elif cfg.mode == "finetune":
         model.load_weights(backup / "stage1.weights.h5")
     if cfg.mode == "finetune" and cfg.epochs > 0:
-        from training.models.build import unfreeze_backbone
-
         unfreeze_backbone(model)
         if best is not None:
             best.start_epoch = first_len
@@ -223,8 +231,6 @@ def _fit_all(cfg: TrainConfig, prep: Prepared, model: keras.Model, backup: Path,
 # ------------------------------------------------------------------ after training
 def choose_thresholds(y: np.ndarray, p: np.ndarray, classes: list[str]) -> tuple[dict[str, float], str]:
     """Youden thresholds per output on validation; 0.5 where that cannot be computed (said so)."""
-    from training.evaluation.thresholds import choose_thresholds as choose
-
     out, fallback = choose(y, p, classes, method="youden")
     method = "youden on validation"
     if fallback:
@@ -234,8 +240,6 @@ def choose_thresholds(y: np.ndarray, p: np.ndarray, classes: list[str]) -> tuple
 
 def validation_report(model: keras.Model, prep: Prepared, batch_size: int) -> tuple[dict, dict, str]:
     """``(metrics, thresholds, method)`` from predictions on the validation part."""
-    from training.evaluation.metrics import compute_metrics
-
     y = prep.targets[prep.index["val"]]
     classes, kind = prep.classes, prep.task.kind
     if len(y) == 0:
@@ -263,10 +267,6 @@ def _history(out: Path) -> pd.DataFrame:
 def build_card(cfg: TrainConfig, prep: Prepared, facts: dict, metrics: dict, thresholds: dict,
                method: str, history: pd.DataFrame) -> ModelCard:
     """The model card (docs/architecture.md) of a finished run."""
-    from training.data.splits import split_counts, split_hash
-    from training.models.registry import get_architecture
-    from training.models.weights import describe_initialisation
-
     counts = split_counts(prep.split, prep.targets, prep.classes)
     seconds = history["epoch_seconds"].mean() if "epoch_seconds" in history else float("nan")
     return ModelCard(
@@ -303,8 +303,6 @@ def train(cfg: TrainConfig, ds=None, callbacks: Iterable[keras.callbacks.Callbac
     Restarting an interrupted run with the same config resumes it. ``ds`` (an already loaded
     dataset) and ``callbacks`` (extra, e.g. for tests) are optional.
     """
-    from training.models.weights import resolve_auto
-
     mode, weights, note = resolve_auto(cfg.arch, cfg.mode, cfg.weights)
     if note:
         log.warning(note)
@@ -330,9 +328,6 @@ def run_facts(cfg: TrainConfig, dist: Distribution) -> dict[str, Any]:
 
 def _train_in(cfg: TrainConfig, ds, dist: Distribution, note: str | None,
               callbacks: list[keras.callbacks.Callback], verbose: int) -> None:
-    from training.models.build import build_model
-    from training.models.card import save_model
-
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     backup = out / "backup"
@@ -354,7 +349,7 @@ def _train_in(cfg: TrainConfig, ds, dist: Distribution, note: str | None,
         keras.mixed_precision.set_dtype_policy(policy)
     try:
         with dist.scope():  # variables and optimizer state are created inside the strategy
-            model = build_model(cfg.arch, prep.classes, prep.task.kind, prep.size, cfg.mode,
+            model = build.build_model(cfg.arch, prep.classes, prep.task.kind, prep.size, cfg.mode,
                                 cfg.weights, seed=cfg.seed)
             if cfg.mode == "scratch":
                 batchnorm.set_momentum(model, cfg.bn_momentum)
@@ -381,9 +376,6 @@ def train_all(cfg: TrainConfig, archs: Sequence[str] | None = None, ds=None,
     Models go to ``out/<arch>``, named ``<name>-<arch>``; the split is made once (or taken from
     ``cfg.split``) and saved as ``out/split.csv``.
     """
-    from training.data.tasks import get_task
-    from training.models.registry import FOUR
-
     archs = tuple(archs or FOUR)
     ds = load_data(cfg) if ds is None else ds
     _, split_path = resolve_split(cfg, ds, get_task(cfg.task))

@@ -21,6 +21,8 @@ from training.evaluation.evaluate import (DISCLAIMER, SEED, check_overlap, image
                                           write_json)
 from training.evaluation.predict import LoadedModel, load_models, predict_paths
 from training.evaluation.report import render_comparison
+from training.evaluation import plots
+from training.preprocess import load_image
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +109,6 @@ def compare_models(model_dirs: Sequence[str | Path], data: Sequence[str], split:
     (unless ``allow_split_mismatch``) and test images a model trained on (unless
     ``allow_overlap``).
     """
-    from training.evaluation import plots
-
     models = load_models(model_dirs)
     _check_same_task(models)
     mismatch = _check_same_split(models, allow_split_mismatch)
@@ -165,8 +165,6 @@ def compare_models(model_dirs: Sequence[str | Path], data: Sequence[str], split:
 
 
 def _first_image(paths: list[str], ok: np.ndarray, m: LoadedModel) -> np.ndarray:
-    from training.preprocess import load_image
-
     if not ok.any():
         raise ImageDecodeError("no test image could be read", hint="check the data")
     return load_image(paths[int(np.flatnonzero(ok)[0])], m.preprocess)

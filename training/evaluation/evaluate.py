@@ -32,6 +32,13 @@ from training.evaluation.predict import LoadedModel, load_models, predict_paths
 from training.evaluation.report import DECIMALS, render_evaluation
 from training.models.card import ModelCard, file_sha256, update_card
 from training.evaluation.thresholds import choose_thresholds
+from training.data.cache import ImageCache, default_cache_dir
+from training.data.formats import load_datasets
+from training.data.splits import load_split
+from training.data.splits import split_hash
+from training.data.tasks import get_task
+from training.errors import CXRError
+from training.evaluation import plots
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +77,6 @@ class EvalSet:
 
 def task_targets(ds: Any, card: ModelCard) -> np.ndarray:
     """The task encoding of ``ds`` in the card's output order (NaN where the data lack one)."""
-    from training.data.tasks import get_task
-
     task = get_task(card.task)
     targets, classes = task.encode(ds), task.classes(ds)
     if task.kind == "single" and list(classes) != list(card.outputs):
@@ -102,9 +107,6 @@ def load_eval_set(card: ModelCard, model_dir: Path, data: Sequence[str], split: 
 
     ``views``/``modalities`` default to the ones the model was trained with (its card).
     """
-    from training.data.formats import load_datasets
-    from training.data.splits import load_split
-
     trained = card.training
     options = {"views": views if views is not None else trained.get("views"),
                "modalities": modalities if modalities is not None else trained.get("modalities")}
@@ -137,8 +139,6 @@ def load_eval_set(card: ModelCard, model_dir: Path, data: Sequence[str], split: 
 
 def training_split(card: ModelCard, model_dir: Path) -> pd.DataFrame | None:
     """The model's own split (path, patient, part), checked against the card's hash; or None."""
-    from training.data.splits import split_hash
-
     info = card.split
     path = _resolve(info.get("file"), model_dir)
     if path is None:
@@ -198,8 +198,6 @@ def check_overlap(paths: Sequence[str], patients: Sequence[str], seen: pd.DataFr
 
 def image_cache(cache_dir: str | Path | None = None) -> Any:
     """The preprocessed-image cache evaluation reads through (the trainer's by default)."""
-    from training.data.cache import ImageCache, default_cache_dir
-
     return ImageCache(cache_dir or default_cache_dir())
 
 
@@ -220,8 +218,6 @@ def _validation_rows(card: ModelCard, evs: EvalSet,
     data = [d for d in train_cfg.get("data") or [] if Path(d).exists()]
     if not data:
         return None
-    from training.data.formats import load_datasets
-    from training.errors import CXRError
 
     opts = {k: train_cfg[k] for k in ("views", "modalities") if train_cfg.get(k) is not None}
     try:
@@ -329,8 +325,6 @@ def slug(name: str) -> str:
 def make_figures(Y: np.ndarray, P: np.ndarray, result: dict, outputs: Sequence[str],
                  out_dir: Path) -> dict[str, Any]:
     """ROC, PR, reliability and confusion-matrix PNGs; returns their file names."""
-    from training.evaluation import plots
-
     figs = {"roc": plots.plot_roc(Y, P, outputs, out_dir / "roc.png").name,
             "pr": plots.plot_pr(Y, P, outputs, out_dir / "pr.png").name,
             "reliability": plots.plot_reliability(result["calibration"], out_dir / "reliability.png").name}

@@ -19,6 +19,9 @@ import pandas as pd
 from training.errors import CXRError, DataError
 from training.evaluation import metrics as M
 from training.models.card import ModelCard
+from training.models.card import load_model
+from training.preprocess import PreprocessConfig
+from training.preprocess import load_image
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +56,6 @@ class LoadedModel:
 
 def load_models(model_dirs: Sequence[str | Path]) -> list[LoadedModel]:
     """Load every model directory; names from the cards, made unique with the folder name."""
-    from training.models.card import load_model
-    from training.preprocess import PreprocessConfig
-
     if isinstance(model_dirs, (str, Path)):
         model_dirs = [model_dirs]
     out: list[LoadedModel] = []
@@ -136,8 +136,6 @@ def load_images(paths: Sequence[str | Path], cfg: Any,
     (evaluation and comparison predict the same validation and test files several times;
     decoding full-size CXRs is most of their time on a CPU); without, every call decodes.
     """
-    from training.preprocess import load_image
-
     if cache is not None:
         x, bad = cache.load([str(p) for p in paths], cfg, on_error="skip")
         errors: list[str | None] = [None] * len(paths)

@@ -30,6 +30,14 @@ from training.errors import DataError
 from training.io import jsonable
 from training.semi.model import small_cnn
 from training.semi.pseudo_label import SelfTrainConfig, fit_model, predict, self_train
+from training.data.cache import ImageCache, default_cache_dir
+from training.data.formats import load_datasets
+from training.data.splits import load_split, make_split, save_split
+from training.data.tasks import get_task
+from training.evaluation.bootstrap import ScalarMetric, paired_bootstrap
+from training.evaluation.bootstrap import bootstrap_metrics
+from training.evaluation.metrics import compute_metrics
+from training.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +156,6 @@ class Data:
 
 def load_data(cfg: SemiConfig) -> Data:
     """Dataset, split (saved as ``out/split.csv``), task targets and cached images."""
-    from training.data.formats import load_datasets
-    from training.data.splits import load_split, make_split, save_split
-    from training.data.tasks import get_task
-
     task = get_task(cfg.task)
     ds = cap_patients(load_datasets(cfg.data, fmt=cfg.fmt, on_error=cfg.on_error), cfg.max_images, cfg.seed)
     targets = task.encode(ds)
@@ -186,9 +190,6 @@ def load_data(cfg: SemiConfig) -> Data:
 
 def _images(cfg: SemiConfig, ds, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """``(rows kept, uint8 images, unreadable files)`` from the preprocessed-image cache."""
-    from training.data.cache import ImageCache, default_cache_dir
-    from training.preprocess import PreprocessConfig
-
     cache = ImageCache(cfg.cache_dir or default_cache_dir())
     paths = ds.meta["path"].astype(str).to_numpy()[rows].tolist()
     images, errors = cache.load(paths, PreprocessConfig(size=cfg.img_size), on_error=cfg.on_error)
@@ -203,9 +204,6 @@ def _images(cfg: SemiConfig, ds, rows: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def evaluate(y: np.ndarray, p: np.ndarray, patients: np.ndarray, kind: str, classes: list[str],
              n_boot: int, seed: int) -> dict[str, Any]:
     """Macro ROC-AUC and balanced accuracy with patient-bootstrap 95 % CIs, and n."""
-    from training.evaluation.bootstrap import bootstrap_metrics
-    from training.evaluation.metrics import compute_metrics
-
     point = compute_metrics(y, p, kind, classes, thresholds=0.5)
     ci = bootstrap_metrics(y, p, kind, classes, thresholds=0.5, groups=patients, n_boot=n_boot, seed=seed)
     bal_point = point["balanced_accuracy"] if kind == "single" else point["macro"]["balanced_accuracy"]
@@ -218,8 +216,6 @@ def evaluate(y: np.ndarray, p: np.ndarray, patients: np.ndarray, kind: str, clas
 
 
 def _auc_difference(y, p_semi, p_sup, patients, kind, n_boot, seed) -> dict[str, float]:
-    from training.evaluation.bootstrap import ScalarMetric, paired_bootstrap
-
     return paired_bootstrap(ScalarMetric("roc_auc", 0.5, kind), y, p_semi, p_sup,
                             groups=patients, n_boot=n_boot, seed=seed)
 
