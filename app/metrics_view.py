@@ -11,11 +11,10 @@ the pages fall back to a flat list.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from training.evaluation.estimate import CI_LEVEL, Estimate  # noqa: F401  (CI_LEVEL: used by compare_report)
+from training.evaluation.estimate import CI_LEVEL, Estimate, finite_number  # noqa: F401  (CI_LEVEL: compare_report)
 
 if TYPE_CHECKING:  # a type only: this module stays free of Keras
     from training.models.card import ModelCard
@@ -24,12 +23,6 @@ if TYPE_CHECKING:  # a type only: this module stays free of Keras
 METRICS: tuple[tuple[str, str], ...] = (
     ("roc_auc", "AUC"), ("recall", "Sensitivity"), ("specificity", "Specificity"),
     ("precision", "PPV"), ("f1", "F1"))
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        return None
-    return float(v)
 
 
 @dataclass
@@ -89,7 +82,7 @@ def test_summary(card: ModelCard) -> TestSummary | None:
     if not isinstance(per_output, dict) or not per_output:
         return None
     order = [o for o in metrics.get("outputs") or card.outputs or [] if o in per_output]
-    rows = [OutputRow(name, metric_cells(d), d.get("n_pos"), d.get("n_neg"), _number(d.get("threshold")))
+    rows = [OutputRow(name, metric_cells(d), d.get("n_pos"), d.get("n_neg"), finite_number(d.get("threshold")))
             for name in order or list(per_output) for d in [per_output[name]] if isinstance(d, dict)]
     extra = [(label, Estimate.of(metrics[key])) for key, label in
              (("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy")) if key in metrics]

@@ -14,7 +14,8 @@ from typing import Any, Iterator
 CI_LEVEL = "95% CI"
 
 
-def _number(v: Any) -> float | None:
+def finite_number(v: Any) -> float | None:
+    """``v`` as a float when it is a finite number, else None (bools, text, NaN, inf)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
     return float(v)
@@ -38,9 +39,9 @@ class Estimate:
             return raw
         if isinstance(raw, dict):
             n = raw.get("n_used")
-            return cls(_number(raw.get("value")), _number(raw.get("low")), _number(raw.get("high")),
+            return cls(finite_number(raw.get("value")), finite_number(raw.get("low")), finite_number(raw.get("high")),
                        int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None)
-        return cls(_number(raw))
+        return cls(finite_number(raw))
 
     def __iter__(self) -> Iterator[float | None]:
         """``value, low, high = estimate`` (the bootstrap's former tuple; NumPy sees 3 numbers)."""
@@ -54,30 +55,29 @@ class Estimate:
 
     def to_json(self) -> dict[str, Any]:
         """``{"value", "low", "high"}`` (+ ``n_used`` when known); NaN/inf become None."""
-        out: dict[str, Any] = {"value": _number(self.value), "low": _number(self.low),
-                               "high": _number(self.high)}
+        out: dict[str, Any] = {"value": finite_number(self.value), "low": finite_number(self.low),
+                               "high": finite_number(self.high)}
         if self.n_used is not None:
             out["n_used"] = self.n_used
         return out
 
-    @property
-    def includes(self) -> Any:
-        """``includes(0.5)``: whether the interval contains a value (False without one)."""
-        low, high = _number(self.low), _number(self.high)
-        return lambda x: low is not None and high is not None and low <= x <= high
+    def includes(self, x: float) -> bool:
+        """Whether the interval contains ``x`` (False without an interval)."""
+        low, high = finite_number(self.low), finite_number(self.high)
+        return low is not None and high is not None and low <= x <= high
 
     @property
     def text(self) -> str:
-        value = _number(self.value)
+        value = finite_number(self.value)
         return "n/a" if value is None else f"{value:.3f}"
 
     @property
     def ci(self) -> str:
         """"0.850–0.950", or "" when the bootstrap gave no interval."""
-        low, high = _number(self.low), _number(self.high)
+        low, high = finite_number(self.low), finite_number(self.high)
         if low is None or high is None:
             return ""
         return f"{low:.3f}–{high:.3f}"
 
     def __str__(self) -> str:
-        return f"{self.text} ({CI_LEVEL} {self.ci})" if self.ci and _number(self.value) is not None else self.text
+        return f"{self.text} ({CI_LEVEL} {self.ci})" if self.ci and finite_number(self.value) is not None else self.text
