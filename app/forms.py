@@ -5,8 +5,8 @@ from collections.abc import Iterable
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired
-from wtforms import FloatField, IntegerField, SelectChoice, SelectField
-from wtforms.validators import NumberRange, Optional
+from wtforms import FloatField, HiddenField, IntegerField, SelectChoice, SelectField
+from wtforms.validators import DataRequired, NumberRange, Optional
 
 from app.uploads import ALLOWED_EXTENSIONS
 
@@ -22,6 +22,17 @@ class UploadForm(FlaskForm):
     ])
     heatmap_class = SelectField("Heatmap for", choices=[SelectChoice(AUTO, "top finding (automatic)")],
                                 default=AUTO, validate_choice=True)
+
+
+class ReportForm(FlaskForm):
+    """The result page's "Download report": the upload, re-posted by the browser (base64)."""
+
+    payload = HiddenField(validators=[DataRequired()])
+    filename = HiddenField()
+    heatmap_class = HiddenField()
+    format = SelectField("Report", choices=[SelectChoice("pdf", "PDF"),
+                                            SelectChoice("sr", "DICOM Structured Report")],
+                         default="pdf", validate_choice=True)
 
 
 def _metadata_field(name: str):

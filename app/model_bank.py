@@ -16,12 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from training.errors import CXRError, ModelCardError
-from training.models.card import ModelCard
-from training.explain import explainer, overlay, png_data_uri
-from training.models.card import load_model
-from training.preprocess import PreprocessConfig
 from training import preprocess as pp
+from training.errors import CXRError, ModelCardError
+from training.evaluation.calibration import Calibration
+from training.explain import cam_problem, display_overlay, explainer, jpeg_data_uri
+from training.gate.assess import assess
+from training.gate.checks import inspect
+from training.gate.ood import OODGate, load_gate
+from training.gate.verdict import GateResult
+from training.models.card import ModelCard, load_model
+from training.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +38,19 @@ NORMAL_CLASSES = frozenset({"No Finding", "Normal"})
 @dataclass
 class OutputResult:
     name: str
-    probability: float
-    threshold: float | None             # None: the card has no thresholds yet
+    probability: float                  # calibrated (the card's calibration; raw when it has none)
+    raw_probability: float              # the network's own sigmoid/softmax output
+    threshold: float | None             # on the calibrated scale; None: no thresholds yet
     positive: bool
+
+
+@dataclass
+class Heatmap:
+    """One output's Grad-CAM at display resolution, or why it is not shown."""
+
+    output: str
+    image: str | None = None            # JPEG data URI of the overlay on the uploaded image
+    problem: str | None = None          # set when the map would mislead (uniform, NaN, 1×1 map)
 
 
 @dataclass
@@ -45,15 +59,19 @@ class ModelResult:
     architecture: str
     input_size: int
     outputs: list[OutputResult]
-    heatmap: str | None = None          # PNG data URI of the overlay
-    heatmap_class: str | None = None
+    heatmaps: dict[str, Heatmap] = field(default_factory=dict)
+    heatmap_class: str | None = None    # the map shown first (requested, else top finding)
+    heatmap_problem: str | None = None  # why there are no maps at all (e.g. clinical inputs)
     seconds: float = 0.0
 
 
 @dataclass
 class Prediction:
-    models: list[ModelResult]
+    gate: GateResult
+    models: list[ModelResult]           # empty when the gate refused the image
     seconds: float
+    width: int = 0
+    height: int = 0
 
 
 @dataclass
@@ -65,9 +83,11 @@ class ServedModel:
     card: ModelCard
     model: Any
     preprocess: Any                     # training.preprocess.PreprocessConfig
-    infer: Callable[[np.ndarray], np.ndarray]
+    infer: Callable[..., tuple[np.ndarray, np.ndarray | None]]   # -> (probabilities, features)
     path: Path
     metadata_features: list[str] = field(default_factory=list)
+    gate: OODGate | None = None
+    calibration: Calibration | None = None
 
     @property
     def outputs(self) -> list[str]:
@@ -75,6 +95,12 @@ class ServedModel:
 
     def threshold(self, output: str) -> float | None:
         return self.card.threshold(output)
+
+    def calibrate(self, probs: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of one image (C,); unchanged when the card has no calibration."""
+        if self.calibration is None:
+            return np.asarray(probs, dtype=np.float64)
+        return self.calibration.apply(np.asarray(probs, dtype=np.float64)[None])[0]
 
 
 def configure_device(device: str = "auto") -> str:
@@ -101,21 +127,38 @@ def configure_device(device: str = "auto") -> str:
     return "GPU" if gpus and device != "cpu" else "CPU"
 
 
-def compile_inference(model: Any, size: int, n_meta: int = 0) -> Callable[..., np.ndarray]:
-    """A compiled ``x -> probabilities`` call: ``tf.function`` with a fixed signature."""
+def compile_inference(model: Any, size: int, n_meta: int = 0,
+                      feature_layers: list[str] | None = None) -> Callable[..., tuple[np.ndarray, np.ndarray | None]]:
+    """A compiled ``x -> (probabilities, features or None)`` call (``tf.function``, fixed signature).
+
+    With ``feature_layers`` the same forward pass also returns their pooled outputs,
+    which the OOD gate scores: no second pass through the backbone.
+    """
     import keras  # loads the Keras backend: only when a model is used
+
+    net = model
+    if feature_layers:
+        from training.models.parts import feature_model  # only for models with a fitted gate
+
+        feats = feature_model(model, feature_layers).outputs[0]
+        net = keras.Model(model.inputs, [model.outputs[0], feats])
+
+    def split(out: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        if feature_layers:
+            return np.asarray(out[0]), np.asarray(out[1])
+        return np.asarray(out), None
 
     if keras.backend.backend() != "tensorflow":
         # Portable fallback: Keras compiles its own predict step on other backends.
-        return lambda *xs: np.asarray(model.predict_on_batch(list(xs) if len(xs) > 1 else xs[0]))
+        return lambda *xs: split(net.predict_on_batch(list(xs) if len(xs) > 1 else xs[0]))
     import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
 
     spec = [tf.TensorSpec((None, size, size, 3), tf.float32)]
     if n_meta:
         spec.append(tf.TensorSpec((None, n_meta), tf.float32))
-    fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False),
+    fn = tf.function(lambda *xs: net(list(xs) if len(xs) > 1 else xs[0], training=False),
                      input_signature=spec, reduce_retracing=True)
-    return lambda *xs: np.asarray(fn(*xs))
+    return lambda *xs: split(fn(*xs))
 
 
 def _scan(root: Path) -> list[Path]:
@@ -188,9 +231,8 @@ class ModelBank:
         log.info("loaded %d model(s) on %s from %s", len(models), used, root)
         return cls(models, used, root)
 
-    def prepare(self, image_bytes: bytes, filename: str) -> dict[str, np.ndarray]:
-        """Each model's input image (uint8 S,S,3): decoded once, preprocessed once per config."""
-        gray = pp.decode_image(image_bytes, name=filename)
+    def prepare(self, gray: np.ndarray) -> dict[str, np.ndarray]:
+        """Each model's input image (uint8 S,S,3) from the decoded upload, once per config."""
         by_config: dict[str, np.ndarray] = {}
         inputs = {}
         for m in self.models:
@@ -203,33 +245,52 @@ class ModelBank:
     def predict(self, image_bytes: bytes, filename: str, heatmaps: bool = False,
                 heatmap_class: str | None = None,
                 metadata: dict[str, float | None] | None = None) -> Prediction:
-        """Probabilities of every model for one uploaded image (never stored)."""
-        start = time.perf_counter()
-        inputs = self.prepare(image_bytes, filename)
-        results = [self._run(m, inputs[m.name], heatmaps, heatmap_class, metadata or {})
-                   for m in self.models]
-        return Prediction(results, time.perf_counter() - start)
+        """The gate's verdict and, unless it refuses, every model's outputs (nothing stored).
 
-    def _run(self, m: ServedModel, image: np.ndarray, heatmaps: bool,
-             heatmap_class: str | None, metadata: dict[str, float | None]) -> ModelResult:
+        The image checks run first: an image they refuse reaches no model. Then one forward
+        pass per model gives its probabilities and the features its OOD gate scores; if the
+        models' gates refuse, no probability leaves this function.
+        """
+        start = time.perf_counter()
+        facts = inspect(image_bytes, filename)
+        checked = assess(facts)
+        if checked.refused:
+            return Prediction(checked, [], time.perf_counter() - start, facts.width, facts.height)
+        inputs = self.prepare(facts.decoded)
+        runs = {m.name: self._forward(m, inputs[m.name], metadata or {}) for m in self.models}
+        verdict = assess(facts, {m.name: (m.gate, runs[m.name][2]) for m in self.models
+                                 if m.gate is not None and runs[m.name][2] is not None}, checked)
+        if verdict.refused:
+            return Prediction(verdict, [], time.perf_counter() - start, facts.width, facts.height)
+        results = [self._result(m, inputs[m.name], facts.decoded, runs[m.name], heatmaps, heatmap_class)
+                   for m in self.models]
+        return Prediction(verdict, results, time.perf_counter() - start, facts.width, facts.height)
+
+    def _forward(self, m: ServedModel, image: np.ndarray,
+                 metadata: dict[str, float | None]) -> tuple[np.ndarray, float, float | None]:
+        """``(raw probabilities, seconds, OOD score or None)`` of one model."""
         start = time.perf_counter()
         xs = [image[None].astype(np.float32)]
         if m.metadata_features:
             xs.append(metadata_vector(m.metadata_features, metadata, m.card.metadata_encoder))
-        heatmap = None
-        if heatmaps and m.card.gradcam_layer and not m.metadata_features:
-            # One compiled call gives the probabilities and the heatmap: one forward pass.
-            probs, heatmap = _explain(m, image, heatmap_class)
-        else:
-            probs = m.infer(*xs)[0]
+        probs, feats = m.infer(*xs)
+        score = float(m.gate.score(feats)[0]) if m.gate is not None and feats is not None else None
+        return probs[0], time.perf_counter() - start, score
+
+    def _result(self, m: ServedModel, image: np.ndarray, gray: np.ndarray,
+                run: tuple[np.ndarray, float, float | None], heatmaps: bool,
+                wanted: str | None) -> ModelResult:
+        raw, seconds, _ = run
+        start = time.perf_counter()
+        calibrated = m.calibrate(raw)
         outputs = []
-        for name, p in zip(m.outputs, probs):
+        for name, p, q in zip(m.outputs, calibrated, raw):
             t = m.threshold(name)
-            outputs.append(OutputResult(name, float(p), t, t is not None and bool(p >= t)))
+            outputs.append(OutputResult(name, float(p), float(q), t, t is not None and bool(p >= t)))
         result = ModelResult(m.name, m.card.architecture, int(m.card.input_size), outputs)
-        if heatmap is not None:
-            result.heatmap, result.heatmap_class = heatmap
-        result.seconds = time.perf_counter() - start
+        if heatmaps:
+            _add_heatmaps(result, m, image, gray, calibrated, wanted)
+        result.seconds = seconds + time.perf_counter() - start
         return result
 
 
@@ -267,16 +328,21 @@ def heatmap_index(outputs: list[str], probs: np.ndarray, wanted: str | None) -> 
     return int(max(candidates, key=lambda i: probs[i]))
 
 
-def _explain(m: ServedModel, image: np.ndarray,
-             wanted: str | None) -> tuple[np.ndarray, tuple[str, str]]:
-    """Probabilities and ``(overlay PNG data URI, explained class)`` from one compiled call.
-
-    The class (``heatmap_index``'s rule) is picked inside the graph from the same forward pass.
-    """
-    index = m.outputs.index(wanted) if wanted in m.outputs else None
-    probs, cam, index = explainer(m.model, m.card.gradcam_layer).explain(
-        image, index, heatmap_candidates(m.outputs))
-    return probs, (png_data_uri(overlay(image, cam, alpha=0.4)), m.outputs[index])
+def _add_heatmaps(result: ModelResult, m: ServedModel, image: np.ndarray, gray: np.ndarray,
+                  probs: np.ndarray, wanted: str | None) -> None:
+    """One Grad-CAM per output (one batched call), drawn over the upload at display size."""
+    if m.metadata_features or not m.card.gradcam_layer:
+        result.heatmap_problem = ("this model also takes clinical inputs: Grad-CAM of the image "
+                                  "branch alone is not shown" if m.metadata_features else
+                                  "the model card names no Grad-CAM layer")
+        return
+    cam = explainer(m.model, m.card.gradcam_layer)
+    _, maps = cam.explain_all(image)
+    for name, heat in zip(m.outputs, maps):
+        problem = cam_problem(heat, cam.map_size)
+        shown = None if problem else jpeg_data_uri(display_overlay(gray, heat, m.preprocess))
+        result.heatmaps[name] = Heatmap(name, shown, problem)
+    result.heatmap_class = m.outputs[heatmap_index(m.outputs, probs, wanted)]
 
 
 def _load_one(folder: Path, warmup: bool) -> ServedModel:
@@ -290,15 +356,16 @@ def _load_one(folder: Path, warmup: bool) -> ServedModel:
         raise ModelCardError(f"{folder / CARD_FILE}: bad 'preprocessing': {exc}") from exc
     size = int(card.input_size)
     n_meta = len(card.metadata_encoder["output_names"]) if card.metadata_encoder else len(features)
-    infer = compile_inference(model, size, n_meta)
-    loaded = ServedModel(str(card.name), card, model, cfg, infer, folder, features)
+    gate = load_gate(folder, card.gate)
+    infer = compile_inference(model, size, n_meta, gate.feature_layers if gate else None)
+    calibration = Calibration.from_json(card.calibration) if card.calibration else None
+    loaded = ServedModel(str(card.name), card, model, cfg, infer, folder, features, gate, calibration)
     if warmup:
-        # Traces the graph now, so that the first clinician does not wait for it.
+        # Traces the graphs now, so that the first clinician does not wait for them.
         xs = [np.zeros((1, size, size, 3), np.float32)] + ([np.zeros((1, n_meta), np.float32)] if features else [])
         infer(*xs)
         if card.gradcam_layer and not features:
-
-            explainer(model, card.gradcam_layer).explain(np.zeros((size, size, 3), np.uint8))
+            explainer(model, card.gradcam_layer).explain_all(np.zeros((size, size, 3), np.uint8))
     log.info("loaded model %s (%s, %d px) in %.1f s", loaded.name, card.architecture, size,
              time.perf_counter() - start)
     return loaded

@@ -1,18 +1,22 @@
 """HTML pages: upload, side-by-side result, model cards, the model comparison."""
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, render_template, request
 from werkzeug.exceptions import BadRequest
 
 from app import state
+from app.api import predict_upload, report_response
 from app.cards import metric_rows, short_card
 from app.compare_report import load_report
-from app.forms import AUTO, metadata_values
+from app.forms import AUTO, ReportForm, metadata_values
 from app.metrics_view import test_summary
 from app.uploads import ALLOWED_EXTENSIONS, check_type
+from training.explain import colour_scale, png_data_uri
 
 bp = Blueprint("views", __name__)
 log = logging.getLogger(__name__)
@@ -42,16 +46,37 @@ def predict():
     upload = form.file.data
     data = upload.read()
     wanted = None if form.heatmap_class.data == AUTO else form.heatmap_class.data
-    with state.limiter().slot():
-        prediction = state.bank().predict(data, upload.filename, heatmaps=True,
-                                          heatmap_class=wanted, metadata=metadata_values(form))
-    log.info("predicted %d bytes with %d models in %.2f s", len(data), len(prediction.models),
-             prediction.seconds)
+    result = predict_upload(data, upload.filename, True, wanted, metadata_values(form))
+    refused = result["gate"]["verdict"] == "refuse"
+    # The report form re-posts the upload itself: nothing is kept on the server.
+    payload = None if refused else base64.b64encode(data).decode("ascii")
     del data
-    cards = {m.name: short_card(m.card) for m in state.bank()}
     tests = {m.name: test_summary(m.card) for m in state.bank()}
-    return render_template("result.html", prediction=prediction, cards=cards, tests=tests,
-                           filename=upload.filename, form=state.upload_form())
+    return render_template("result.html", result=result, tests=tests, filename=upload.filename,
+                           payload=payload, heatmap_class=wanted or "",
+                           scale=png_data_uri(colour_scale()), form=state.upload_form()), \
+        422 if refused else 200
+
+
+@bp.post("/report")
+def report():
+    """The result page's "Download report": the upload comes back base64-encoded in the form."""
+    # The upload travels base64-encoded (4/3 of its size) in a form field, not as a file part.
+    limit = current_app.config["MAX_CONTENT_LENGTH"] * 4 // 3 + 64 * 1024
+    request.max_content_length = request.max_form_memory_size = limit
+    form = ReportForm()
+    if not form.validate_on_submit():
+        raise BadRequest("The report form is incomplete or expired. Upload the image again.")
+    try:
+        data = base64.b64decode(form.payload.data, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("The report form's image is damaged. Upload the image again.") from None
+    filename = form.filename.data or "upload"
+    check_type(filename)
+    result = predict_upload(data, filename, True, form.heatmap_class.data or None)
+    if result["gate"]["verdict"] == "refuse":
+        abort(422, "The input gate refused this image, so there is no report of model outputs.")
+    return report_response(form.format.data, result, data, filename)
 
 
 @bp.get("/models/<name>")

@@ -131,7 +131,9 @@ def run(models_dir: Path, n: int, warmup: int, profile: bool = False,
         print(f"{label:12s} median {stats['median_ms']:7.1f} ms  p95 {stats['p95_ms']:7.1f} ms  "
               f"(target {TARGETS_MS[label]:.0f}, {'met' if stats['met'] else 'MISSED'})  "
               f"per model {stats['last_per_model_ms']}", flush=True)
-    times, _ = timed(lambda: bank.prepare(data, name), n, 1)
+    from training.preprocess import decode_image
+
+    times, _ = timed(lambda: bank.prepare(decode_image(data, name=name)), n, 1)
     result["results"]["decode_and_preprocess_only"] = summarise(times)
     print(f"decode+preprocess only: median {result['results']['decode_and_preprocess_only']['median_ms']} ms")
     if ab:
@@ -151,7 +153,7 @@ def _previous_heatmap_path(m, image: np.ndarray) -> str:
     from app.model_bank import heatmap_index
     from training.explain import gradcam
 
-    probs = m.infer(image[None].astype(np.float32))[0]
+    probs = m.infer(image[None].astype(np.float32))[0][0]
     cam = gradcam(m.model, image, m.card["gradcam_layer"], heatmap_index(m.outputs, probs, None))
     colour = colormaps["jet"](cam)[..., :3] * 255.0
     blended = np.clip(np.rint(0.6 * image + 0.4 * colour), 0, 255).astype(np.uint8)
@@ -162,9 +164,17 @@ def _previous_heatmap_path(m, image: np.ndarray) -> str:
 
 def ab_heatmaps(bank, data: bytes, name: str, n: int) -> dict[str, Any]:
     """Previous vs current heatmap path, alternated request by request (fair under a noisy load)."""
-    inputs = bank.prepare(data, name)
+    from training.preprocess import decode_image
+
+    gray = decode_image(data, name=name)
+    inputs = bank.prepare(gray)
+
+    def current() -> list:
+        return [bank._result(m, inputs[m.name], gray, bank._forward(m, inputs[m.name], {}), True, None)
+                for m in bank]
+
     paths = {"previous": lambda: [_previous_heatmap_path(m, inputs[m.name]) for m in bank],
-             "current": lambda: [bank._run(m, inputs[m.name], True, None, {}) for m in bank]}
+             "current": current}
     times: dict[str, list[float]] = {k: [] for k in paths}
     for fn in paths.values():
         fn()                                                   # warm-up / tracing

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
     {"training.errors", "training.io", "training.html"},
     {"training.preprocess"},
+    {"training.gate"},  # the input gate: image checks and OOD scoring (fitting is engine.gate)
     {"training.data"},
     {"training.models"},
     {"training.config"},

@@ -2,7 +2,7 @@
 
 ``cxrlab COMMAND`` (installed) or ``python -m training COMMAND``. Each command imports the
 library parts it runs inside its function, so a command loads only what it needs. Commands: report | split |
-train | train-all | pretrain | evaluate | compare | predict | models | shortcuts | clinical |
+train | train-all | pretrain | evaluate | calibrate | fit-gate | compare | predict | models | shortcuts | clinical |
 semi | download | demo | serve
 """
 from __future__ import annotations
@@ -155,7 +155,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     df = predict_files(args.model, args.paths, batch_size=args.batch_size)
     write_predictions(df, args.output)
     n_err = int(df["error"].fillna("").astype(bool).sum()) if "error" in df else 0
-    print(f"predictions: {args.output} ({len(df)} files, {n_err} unreadable)")
+    n_refused = int((df["gate"] == "refuse").sum()) if "gate" in df else 0
+    print(f"predictions: {args.output} ({len(df)} files, {n_err} unreadable, "
+          f"{n_refused} refused by the input gate)")
     return 0 if n_err == 0 else 3
 
 
@@ -165,12 +167,41 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = dict(split=args.split, part=args.part, out_dir=args.out,
                                   allow_overlap=args.allow_overlap, external=args.external,
                                   threshold_method=args.threshold, n_boot=args.n_boot,
-                                  on_error=args.on_error, cache_dir=args.cache_dir, **_data_options(args))
+                                  on_error=args.on_error, cache_dir=args.cache_dir,
+                                  calibration=args.calibration, **_data_options(args))
     if args.target_sensitivity is not None:
         kwargs["target_sensitivity"] = args.target_sensitivity
     evaluate_model(args.model, args.data, **kwargs)
     save_resolved(args, args.out)
     print(f"evaluation: {Path(args.out) / 'report.html'}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from training.evaluation.recalibrate import recalibrate
+
+    cal = recalibrate(args.model, data=args.data, split=args.split, method=args.method,
+                      threshold_method=args.threshold, target_sensitivity=args.target_sensitivity,
+                      batch_size=args.batch_size, on_error=args.on_error, cache_dir=args.cache_dir,
+                      **_data_options(args))
+    save_resolved(args, args.model, "calibrate.config.yaml")
+    ece = cal.validation_ece.get("macro") or {}
+    print(f"calibration: {cal.method} ({cal.chosen_by}); validation macro ECE "
+          f"{ece.get('raw', float('nan')):.4f} -> {ece.get('calibrated', float('nan')):.4f}; "
+          f"card updated: {Path(args.model) / 'card.json'} (re-run evaluate for test metrics)")
+    return 0
+
+
+def cmd_fit_gate(args: argparse.Namespace) -> int:
+    from training.engine.gate import refit_gate
+
+    entry = refit_gate(args.model, data=args.data, batch_size=args.batch_size)
+    save_resolved(args, args.model, "fit-gate.config.yaml")
+    fitted = entry.get("fitted_on", {})
+    print(f"OOD gate: {fitted.get('train_images')} training / {fitted.get('validation_images')} "
+          f"validation images (the p-values' reference; 95th / 99th percentile score "
+          f"{entry['warn_threshold']:.3f} / {entry['threshold']:.3f}); card updated: "
+          f"{Path(args.model) / 'card.json'}")
     return 0
 
 
@@ -355,6 +386,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-sensitivity", type=float)
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--cache-dir", help="preprocessed-image cache (default $CXRLAB_CACHE or ~/.cache/cxrlab)")
+    p.add_argument("--calibration", default="card", choices=("card",) + CHOICES["calibration"],
+                   help="card: the card's calibration (default); a method: refit on the model's "
+                        "validation part for this evaluation only (the card keeps its own)")
+
+    p = add("calibrate", cmd_calibrate, "post-hoc calibration: refit on the model's validation "
+            "part, re-choose the thresholds on the calibrated scale, update the card")
+    p.add_argument("--model", required=True)
+    _data_args(p, required=False)
+    p.add_argument("--split", help="split CSV (default: the model's own split)")
+    p.add_argument("--method", default="auto", choices=CHOICES["calibration"])
+    p.add_argument("--threshold", default=None, choices=CHOICES["threshold_method"],
+                   help="how thresholds are chosen on validation (default: the card's, else youden)")
+    p.add_argument("--target-sensitivity", type=float)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--cache-dir", help="preprocessed-image cache (default $CXRLAB_CACHE or ~/.cache/cxrlab)")
+
+    p = add("fit-gate", cmd_fit_gate, "fit the input gate's OOD statistics of a saved model on "
+            "its own split (training images; thresholds on validation), update the card")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", action="append", metavar="DIR",
+                   help="dataset folders (default: the model's training data)")
+    p.add_argument("--batch-size", type=int, default=32)
 
     p = add("compare", cmd_compare, "fair comparison of several models on one split")
     p.add_argument("--model", action="append", help="model folder (repeat); default all in --models-dir")

@@ -22,6 +22,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "distribute": ("none", "mirrored", "multiworker", "data_parallel", "auto"),
     "jit_compile": ("auto", "on", "off"),
     "threshold_method": ("youden", "sensitivity", "fixed"),  # evaluation.thresholds
+    "calibration": ("auto", "platt", "isotonic", "temperature", "none"),  # evaluation.calibration
 }
 
 
@@ -93,6 +94,10 @@ class TrainConfig:
     #: Keras's 0.99 lags far behind in short runs: training/engine/batchnorm.py
     bn_momentum: float = opt(0.9, "momentum of the moving averages of BatchNorm layers trained "
                              "from scratch")
+    calibration: str = opt("auto", "probability calibration fitted on the validation part after "
+                           "training (thresholds are then chosen on the calibrated scale): auto "
+                           "(softmax: temperature; sigmoids: platt or isotonic per output by "
+                           "cross-validation on validation) | platt | isotonic | temperature | none")
     precise_bn: bool = opt(True, "after training, recompute BatchNorm statistics on the training "
                            "images (precise BN) before validation, thresholds and saving")
     jit_compile: str = opt("auto", "XLA-compile the train step (auto: on for GPUs and JAX, off "

@@ -50,11 +50,13 @@ class GradCAM:
         self.size = tuple(model.inputs[0].shape[1:3])
         grad_model = keras.Model(model.inputs, [layer.output, model.outputs[0]])
         self.n_outputs = int(model.outputs[0].shape[-1])
+        #: the explained feature map's (h, w): a 1×1 map cannot localise anything
+        self.map_size = tuple(int(d) for d in layer.output.shape[1:3])
         spec = tf.TensorSpec((None, *self.size, 3), tf.float32)
-        # One graph for all calls: class index and candidates are tensors, not Python values.
+        # One graph for all calls: class indices and candidates are tensors, not Python values.
         self._fn = tf.function(
             lambda x, k, c: _cam(tf, grad_model, x, k, c),
-            input_signature=[spec, tf.TensorSpec((), tf.int32), tf.TensorSpec((None,), tf.bool)],
+            input_signature=[spec, tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.bool)],
         )
 
     def explain(self, image_uint8: np.ndarray, class_index: int | None = None,
@@ -73,8 +75,18 @@ class GradCAM:
         mask = np.ones(self.n_outputs, bool) if candidates is None else np.asarray(candidates, bool)
         if mask.shape != (self.n_outputs,) or not mask.any():
             raise ValueError(f"candidates must be a non-empty mask of {self.n_outputs} outputs, got {mask}")
-        preds, cam, index = self._fn(image[None].astype(np.float32), np.int32(k), mask)
+        preds, cam, index = self._fn(image[None].astype(np.float32), np.array([k], np.int32), mask)
         return np.asarray(preds)[0], np.asarray(cam)[0], int(np.asarray(index)[0])
+
+    def explain_all(self, image_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(probabilities (C,), heatmaps (C, S, S))``: one map per output, one batched call."""
+        image = np.asarray(image_uint8)
+        if image.shape != (*self.size, 3):
+            raise ValueError(f"Grad-CAM expects an image of shape {(*self.size, 3)}, got {image.shape}")
+        x = np.repeat(image[None].astype(np.float32), self.n_outputs, axis=0)
+        preds, cams, _ = self._fn(x, np.arange(self.n_outputs, dtype=np.int32),
+                                  np.ones(self.n_outputs, bool))
+        return np.asarray(preds)[0], np.asarray(cams)
 
     def __call__(self, image_uint8: np.ndarray, class_index: int) -> np.ndarray:
         return self.explain(image_uint8, class_index)[1]
@@ -84,13 +96,14 @@ def _cam(tf, grad_model, x, k, candidates):
     """Channel weights = spatially averaged gradients; ReLU; resized; scaled to [0, 1].
 
     Returns the predictions too, so a caller that wants both runs the model once.
-    ``k < 0``: explain each image's top output among ``candidates``.
+    ``k`` holds one class index per image (a batch of copies of one image explains several
+    outputs at once); ``k < 0``: explain that image's top output among ``candidates``.
     """
     with tf.GradientTape() as tape:
         features, preds = grad_model(x, training=False)
         masked = tf.where(candidates[None, :], preds, tf.fill(tf.shape(preds), -1.0))
         top = tf.argmax(masked, axis=1, output_type=tf.int32)
-        index = tf.where(k >= 0, tf.fill(tf.shape(top), k), top)
+        index = tf.where(k >= 0, k, top)
         score = tf.gather(preds, index, axis=1, batch_dims=1)
     grads = tape.gradient(score, features)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
@@ -156,3 +169,85 @@ def png_data_uri(image_uint8: np.ndarray, compress_level: int = 1) -> str:
     Image.fromarray(np.asarray(image_uint8, dtype=np.uint8)).save(buffer, "PNG",
                                                                  compress_level=compress_level)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def jpeg_data_uri(image_uint8: np.ndarray, quality: int = 85) -> str:
+    """A ``data:image/jpeg;base64,...`` URI: display-size overlays are 5-10× smaller than PNG."""
+    from PIL import Image  # image files only here
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image_uint8, dtype=np.uint8)).save(buffer, "JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# ------------------------------------------------------------------ honest display
+
+#: A map whose values span less than this (of its [0, 1] range) shows nothing.
+UNIFORM_SPAN = 0.05
+
+
+def cam_problem(cam: np.ndarray, map_size: tuple[int, ...] = ()) -> str | None:
+    """Why a heatmap would mislead (None when it is worth showing)."""
+    cam = np.asarray(cam, dtype=np.float32)
+    if map_size and all(int(d) <= 1 for d in map_size):
+        return ("the model's last feature map is 1×1 at this input size, so Grad-CAM cannot "
+                "localise anything (a larger input size would)")
+    if not np.isfinite(cam).all():
+        return "the heatmap is not a number (NaN): the gradient overflowed"
+    if float(cam.max()) <= 0.0:
+        return ("the heatmap is zero everywhere: no region increases this output (zero or "
+                "negative gradient, e.g. a saturated probability)")
+    if float(cam.max() - cam.min()) < UNIFORM_SPAN:
+        return "the heatmap is uniform: it does not single out any region"
+    return None
+
+
+def display_overlay(gray: np.ndarray, cam: np.ndarray, cfg, max_side: int = 512,
+                    alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
+    """``cam`` (model input S×S) drawn over the *uploaded* image at display resolution.
+
+    ``gray`` is the decoded upload (``preprocess.decode_image``), ``cfg`` the model's
+    ``PreprocessConfig``: the map is cut to the region the model saw (its padding removed;
+    with ``resize="crop"`` only the centre square carries a map) and resized bilinearly.
+    """
+    from PIL import Image  # image files only here
+
+    from training.preprocess import normalise  # display only: the upload's own grey levels
+
+    h, w = gray.shape
+    scale = min(1.0, max_side / max(h, w))
+    dw, dh = max(1, round(w * scale)), max(1, round(h * scale))
+    shown = Image.fromarray(normalise(gray, cfg.clip_percentile)).resize((dw, dh), Image.Resampling.BILINEAR)
+    base = np.rint(np.clip(np.asarray(shown), 0, 1) * 255).astype(np.uint8)
+    base = np.repeat(base[..., None], 3, axis=-1)
+    heat, (top, left) = _cam_on_display(np.asarray(cam, np.float32), (h, w), (dh, dw), cfg)
+    out = base.copy()
+    hh, ww = heat.shape
+    out[top:top + hh, left:left + ww] = overlay(base[top:top + hh, left:left + ww], heat, alpha, cmap)
+    return out
+
+
+def _cam_on_display(cam: np.ndarray, shape: tuple[int, int], display: tuple[int, int],
+                    cfg) -> tuple[np.ndarray, tuple[int, int]]:
+    """The part of ``cam`` that shows the image, resized to its place on the display."""
+    from PIL import Image  # image files only here
+
+    (h, w), (dh, dw), s = shape, display, cam.shape[0]
+    if cfg.resize == "crop":  # the model saw the centre square only
+        side = min(dh, dw)
+        region, place = cam, ((dh - side) // 2, (dw - side) // 2)
+        size = (side, side)
+    else:  # "pad": the image sits centred in the square, the rest is padding
+        scale = s / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        top, left = (s - nh) // 2, (s - nw) // 2
+        region, place, size = cam[top:top + nh, left:left + nw], (0, 0), (dh, dw)
+    resized = Image.fromarray(np.ascontiguousarray(region)).resize((size[1], size[0]),
+                                                                  Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(resized), 0.0, 1.0), place
+
+
+def colour_scale(cmap: str = "jet", width: int = 256, height: int = 12) -> np.ndarray:
+    """The heatmap colour scale as an image (low → high, left → right)."""
+    row = _lut(cmap)[np.linspace(0, 255, width).astype(np.uint8)]
+    return np.repeat(row[None], height, axis=0).astype(np.uint8)

@@ -5,9 +5,12 @@ import base64
 import io
 import threading
 
+import numpy as np
+import pytest
+
 from tests.helpers.images import (
-    write_dicom,
-    write_image,
+    write_xray_dicom,
+    write_xray,
     write_not_image,
     write_truncated,
 )
@@ -20,33 +23,87 @@ def post(client, path, name=None, data=None, query=""):
 
 
 def test_predict_structure(client, bank, tmp_path):
-    rv = post(client, write_image(tmp_path / "x.png"))
+    rv = post(client, write_xray(tmp_path / "x.png"))
     assert rv.status_code == 200
     body = rv.get_json()
     assert "not a diagnostic device" in body["disclaimer"]
+    assert body["gate"]["verdict"] == "accept" and body["gate"]["reasons"] == []
     assert [m["name"] for m in body["models"]] == [m.name for m in bank]
     for entry, m in zip(body["models"], bank):
         assert entry["architecture"] == m.card["architecture"]
         assert entry["card"]["split_sha256_prefix"] == m.card["split"]["sha256"][:12]
+        assert entry["model_sha256"] == m.card.model_sha256
         assert [o["name"] for o in entry["outputs"]] == m.outputs
         for o in entry["outputs"]:
-            assert set(o) == {"name", "probability", "threshold", "positive"}
+            assert {"name", "probability", "raw_probability", "threshold", "positive",
+                    "chance_level", "test_auc"} <= set(o)
             assert 0 <= o["probability"] <= 1 and o["positive"] == (o["probability"] >= o["threshold"])
-        assert "heatmap" not in entry
+            assert o["chance_level"] is True               # the tiny models have no test metrics
+        assert "heatmaps" not in entry
+    assert set(body["agreement"]) == {o for m in bank for o in m.outputs}
     assert rv.headers["Cache-Control"] == "no-store"
+
+
+def test_calibrated_and_raw_probabilities(client, bank, tmp_path):
+    body = post(client, write_xray(tmp_path / "x.png")).get_json()
+    by_name = {m["name"]: m for m in body["models"]}
+    gated = by_name["tiny-multi"]
+    served = bank.get("tiny-multi")
+    assert gated["calibration"] == "platt" and gated["gate"]["verdict"] == "ok"
+    raw = [o["raw_probability"] for o in gated["outputs"]]
+    expected = served.calibrate(raw)
+    assert [o["probability"] for o in gated["outputs"]] == pytest.approx(list(expected), abs=1e-9)
+    assert any(abs(o["probability"] - o["raw_probability"]) > 1e-3 for o in gated["outputs"])
+    plain = by_name["tiny-single"]                     # no calibration in its card: raw = calibrated
+    assert plain["calibration"] == "none" and plain["gate"] is None
+    assert all(o["probability"] == o["raw_probability"] for o in plain["outputs"])
+
+
+def test_refused_image_is_422_with_reasons_and_no_probabilities(client, tmp_path):
+    from tests.helpers.images import png_bytes
+
+    rv = post(client, None, name="tiny.png", data=png_bytes(np.zeros((1, 1), np.uint8)))
+    assert rv.status_code == 422
+    body = rv.get_json()
+    assert body["gate"]["verdict"] == "refuse" and body["models"] == []
+    assert {r["code"] for r in body["gate"]["reasons"]} >= {"too_small"}
+    noise = png_bytes(np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8))
+    rv = post(client, None, name="noise.png", data=noise)          # passes the checks; OOD refuses
+    assert rv.status_code == 422
+    assert [r["code"] for r in rv.get_json()["gate"]["reasons"]] == ["out_of_distribution"]
 
 
 def test_predict_with_heatmaps(client, bank, tmp_path):
     from PIL import Image
 
-    rv = post(client, write_dicom(tmp_path / "x.dcm"), query="?heatmaps=1")
+    rv = post(client, write_xray_dicom(tmp_path / "x.dcm", h=300, w=240), query="?heatmaps=1")
     assert rv.status_code == 200
     for entry, m in zip(rv.get_json()["models"], bank):
-        prefix = "data:image/png;base64,"
-        assert entry["heatmap"].startswith(prefix)
-        img = Image.open(io.BytesIO(base64.b64decode(entry["heatmap"][len(prefix):])))
-        assert img.size == (m.card["input_size"],) * 2 and img.mode == "RGB"
+        assert set(entry["heatmaps"]) | set(entry["heatmap_notes"]) == set(m.outputs)
         assert entry["heatmap_class"] in m.outputs
+        for uri in entry["heatmaps"].values():
+            prefix = "data:image/jpeg;base64,"
+            assert uri.startswith(prefix)
+            img = Image.open(io.BytesIO(base64.b64decode(uri[len(prefix):])))
+            assert img.size == (240, 300) and img.mode == "RGB"   # the upload's size, not 32 px
+
+
+def test_report_endpoint_pdf_and_sr(client, tmp_path):
+    dcm = write_xray_dicom(tmp_path / "x.dcm", h=300, w=240)
+    pdf = client.post("/api/report?format=pdf", data={"file": (dcm.open("rb"), "x.dcm")},
+                      content_type="multipart/form-data")
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"
+    assert pdf.data.startswith(b"%PDF") and "attachment" in pdf.headers["Content-Disposition"]
+    sr = client.post("/api/report?format=sr", data={"file": (dcm.open("rb"), "x.dcm")},
+                     content_type="multipart/form-data")
+    assert sr.status_code == 200 and sr.mimetype == "application/dicom"
+    assert sr.data[128:132] == b"DICM"
+    png = client.post("/api/report?format=sr", data={"file": (write_xray(tmp_path / "x.png").open("rb"), "x.png")},
+                      content_type="multipart/form-data")
+    assert png.status_code == 400 and "format=pdf" in png.get_json()["message"]
+    bad = client.post("/api/report?format=docx", data={"file": (dcm.open("rb"), "x.dcm")},
+                      content_type="multipart/form-data")
+    assert bad.status_code == 400
 
 
 def test_predict_errors(client, tmp_path):
@@ -79,7 +136,7 @@ def test_in_flight_limit_gives_503(make_app, bank, tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(bank, "predict", slow_predict)
-    image = write_image(tmp_path / "x.png")
+    image = write_xray(tmp_path / "x.png")
     results = {}
     worker = threading.Thread(target=lambda: results.update(first=post(app.test_client(), image)))
     worker.start()
@@ -116,7 +173,7 @@ def test_healthz(client, bank):
 
 def test_api_needs_no_csrf_token(app, tmp_path):
     app.config["WTF_CSRF_ENABLED"] = True
-    assert post(app.test_client(), write_image(tmp_path / "x.png")).status_code == 200
+    assert post(app.test_client(), write_xray(tmp_path / "x.png")).status_code == 200
 
 
 def test_api_404_is_json(client):

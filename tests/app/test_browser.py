@@ -1,4 +1,5 @@
-"""End to end in headless Chromium: upload an X-ray, see every model's column and heatmap."""
+"""End to end in headless Chromium: upload an X-ray, see every model's column, the agreement,
+the per-pathology heatmap toggle, download the PDF report; a refused upload shows why."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.app.servers import thread_server
-from tests.helpers.images import write_image
+from tests.helpers.images import write_xray
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -21,7 +22,7 @@ def test_upload_in_browser_shows_models_and_heatmaps(make_app, bank, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    image = write_image(tmp_path / "chest.png", "L", 256, 220, seed=7)
+    image = write_xray(tmp_path / "chest.png", "L", 256, 220, seed=7)
     with thread_server(make_app()) as url, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
@@ -39,10 +40,34 @@ def test_upload_in_browser_shows_models_and_heatmaps(make_app, bank, tmp_path):
                 column = columns.nth(i)
                 assert column.get_attribute("data-model") == m.name
                 assert column.locator("td.prob").count() == len(m.outputs)
-                heat = column.locator("figure.heatmap img")
-                # Rendered, not just present: the data URI decoded under the page's CSP.
-                assert heat.evaluate("img => img.complete && img.naturalWidth") == m.card["input_size"]
+                # One map visible at a time, drawn at the upload's resolution (220 px wide);
+                # rendered, not just present: the data URI decoded under the page's CSP.
+                shown = column.locator("figure.heatmap:visible")
+                assert shown.count() == 1
+                first = shown.get_attribute("data-output")
+                other = next(o for o in m.outputs if o != first)
+                column.locator(f".toggle button[data-output='{other}']").click()
+                assert column.locator("figure.heatmap:visible").get_attribute("data-output") == other
+                img = column.locator(f"figure.heatmap[data-output='{other}'] img")
+                if img.count():
+                    assert img.evaluate("img => img.complete && img.naturalWidth") == 220
+            assert page.locator("table.agreement tbody tr").count() == len({o for m in bank for o in m.outputs})
             assert not [e for e in errors if "Content Security Policy" in e], errors
             page.screenshot(path=str(SCREENSHOT), full_page=True)
+            with page.expect_download() as download:
+                page.click("form.report button[type=submit]")
+            path = download.value.path()
+            assert Path(path).read_bytes().startswith(b"%PDF")
+            # A constant image: refused, with its reason, and no column at all.
+            blank = tmp_path / "blank.png"
+            from PIL import Image
+
+            Image.new("L", (300, 300), 0).save(blank)
+            page.goto(url + "/")
+            page.set_input_files("input[type=file]", str(blank))
+            page.click("button[type=submit]")
+            page.wait_for_selector("section.gate.refuse", timeout=30_000)
+            assert "nearly uniform" in page.inner_text("section.gate.refuse")
+            assert page.locator("section.model").count() == 0
         finally:
             browser.close()

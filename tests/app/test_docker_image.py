@@ -24,7 +24,7 @@ import pytest
 from tests.app import docker_engine as de
 from tests.app.tiny_models import SPECS, write_models
 from tests.conftest import KERMANY
-from tests.helpers.images import write_image
+from tests.helpers.images import write_xray
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT = 35            # the README's --stop-timeout: gunicorn's graceful timeout (30 s) + 5
@@ -75,7 +75,7 @@ def xray(tmp_path_factory) -> Path:
     real = sorted((KERMANY / "train").rglob("*.jpeg"))[:1] if (KERMANY / "train").is_dir() else []
     if real:
         return Path(shutil.copyfile(real[0], folder / f"{marker}.jpeg"))
-    return write_image(folder / f"{marker}.png", h=128, w=128)
+    return write_xray(folder / f"{marker}.png", h=256, w=224)
 
 
 @contextmanager

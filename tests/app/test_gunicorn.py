@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.app.servers import gunicorn_server
-from tests.helpers.images import write_image
+from tests.helpers.images import write_xray
 
 
 def _post_file(url: str, path: Path) -> tuple[int, dict]:
@@ -33,9 +33,11 @@ def test_gunicorn_serves_predictions(models_dir, tmp_path):
     with gunicorn_server(models_dir, tmp_path / "gunicorn.log") as url:
         with urllib.request.urlopen(url + "/healthz", timeout=5) as rv:
             assert json.loads(rv.read())["models"] == 2
-        status, body = _post_file(url + "/api/predict?heatmaps=1", write_image(tmp_path / "x.png"))
+        status, body = _post_file(url + "/api/predict?heatmaps=1", write_xray(tmp_path / "x.png"))
         assert status == 200 and len(body["models"]) == 2
-        assert all(m["heatmap"].startswith("data:image/png") for m in body["models"])
+        assert all(m["heatmap_class"] in m["heatmaps"] or m["heatmap_class"] in m["heatmap_notes"]
+                   for m in body["models"])
+        assert all(u.startswith("data:image/jpeg") for m in body["models"] for u in m["heatmaps"].values())
         with urllib.request.urlopen(url + "/", timeout=5) as rv:
             assert rv.headers["X-Frame-Options"] == "DENY"
     log = (tmp_path / "gunicorn.log").read_text(errors="replace")

@@ -4,9 +4,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from training.preprocess import decode_image
+
 from tests.app.conftest import upload
 from tests.app.tiny_models import SIZE, card_for
-from tests.helpers.images import write_image
+from tests.helpers.images import write_xray
 
 
 def _meta_model_dir(root):
@@ -31,10 +33,10 @@ def test_form_has_clinical_fields_only_when_used(client, make_app, tmp_path):
     meta_client = make_app(MODEL_BANK=bank).test_client()
     page = meta_client.get("/").get_data(as_text=True)
     assert 'name="meta_age"' in page and 'name="meta_sex"' in page
-    image = write_image(tmp_path / "x.png")
+    image = write_xray(tmp_path / "x.png")
     got = bank.predict(image.read_bytes(), "x.png", metadata={"age": 0.6, "sex": "F"}).models[0]
     m = bank.models[0]
-    x = bank.prepare(image.read_bytes(), "x.png")["meta"][None].astype(np.float32)
+    x = bank.prepare(decode_image(image.read_bytes()))["meta"][None].astype(np.float32)
     direct = np.asarray(m.model([x, np.array([[0.6, 0.0]], np.float32)]))[0]
     np.testing.assert_allclose([o.probability for o in got.outputs], direct, rtol=1e-5, atol=1e-6)
     rv = upload(meta_client, image, meta_age="60", meta_sex="M")

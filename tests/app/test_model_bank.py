@@ -5,11 +5,13 @@ import json
 import shutil
 
 import numpy as np
+
+from training.preprocess import decode_image
 import pytest
 
 from app.model_bank import ModelBank, heatmap_index, metadata_vector
 from tests.app.tiny_models import SPECS, write_models
-from tests.helpers.images import write_dicom, write_image
+from tests.helpers.images import write_xray_dicom, write_xray
 from training.errors import ModelCardError
 
 
@@ -91,10 +93,10 @@ def test_bad_device_setting_is_explained():
 
 
 @pytest.mark.parametrize("maker, name", [
-    (lambda p: write_image(p / "x.png", "RGB", 50, 70, seed=3), "x.png"),
-    (lambda p: write_image(p / "x.jpg", "L", 64, 40, seed=4), "x.jpg"),
-    (lambda p: write_image(p / "x16.png", "I;16", 60, 60, seed=5), "x16.png"),
-    (lambda p: write_dicom(p / "x.dcm", 40, 56, seed=6), "x.dcm"),
+    (lambda p: write_xray(p / "x.png", "RGB", 150, 170, seed=3), "x.png"),
+    (lambda p: write_xray(p / "x.jpg", "L", 164, 140, seed=4), "x.jpg"),
+    (lambda p: write_xray(p / "x16.png", "I;16", 160, 160, seed=5), "x16.png"),
+    (lambda p: write_xray_dicom(p / "x.dcm", 140, 156, seed=6), "x.dcm"),
 ])
 def test_parity_with_training_preprocessing_and_direct_model_call(bank, tmp_path, maker, name):
     """The app feeds exactly what training would, and reports exactly what the model says."""
@@ -102,7 +104,7 @@ def test_parity_with_training_preprocessing_and_direct_model_call(bank, tmp_path
 
     path = maker(tmp_path)
     data = path.read_bytes()
-    inputs = bank.prepare(data, name)
+    inputs = bank.prepare(decode_image(data, name=name))
     prediction = bank.predict(data, name)
     for m, result in zip(bank, prediction.models):
         cfg = PreprocessConfig.from_dict(m.card["preprocessing"])
@@ -110,8 +112,10 @@ def test_parity_with_training_preprocessing_and_direct_model_call(bank, tmp_path
         assert inputs[m.name].dtype == np.uint8
         assert inputs[m.name].tobytes() == expected.tobytes()
         direct = np.asarray(m.model(expected[None].astype(np.float32), training=False))[0]
-        got = [o.probability for o in result.outputs]
+        got = [o.raw_probability for o in result.outputs]
         np.testing.assert_allclose(got, direct, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose([o.probability for o in result.outputs], m.calibrate(direct),
+                                   rtol=1e-5, atol=1e-6)
         assert [o.name for o in result.outputs] == m.outputs
 
 
@@ -122,43 +126,52 @@ def test_preprocessing_is_shared_between_models_with_the_same_config(models_dir,
                                          ("b", "xception", "single", ["Normal", "Pneumonia"], {})])
     bank = ModelBank.from_dir(root, device="cpu", warmup=False)
     calls = []
-    for fn in ("decode_image", "preprocess"):
-        real = getattr(prep, fn)
-        monkeypatch.setattr(prep, fn, lambda *a, _f=fn, _r=real, **k: calls.append(_f) or _r(*a, **k))
-    inputs = bank.prepare(write_image(tmp_path / "x.png").read_bytes(), "x.png")
-    assert calls == ["decode_image", "preprocess"] and inputs["a"] is inputs["b"]
+    real = prep.preprocess
+    monkeypatch.setattr(prep, "preprocess", lambda *a, **k: calls.append(1) or real(*a, **k))
+    inputs = bank.prepare(decode_image(write_xray(tmp_path / "x.png").read_bytes()))
+    assert calls == [1] and inputs["a"] is inputs["b"]
 
 
-def test_upload_is_decoded_once_for_different_configs(bank, tmp_path, monkeypatch):
+def test_upload_is_decoded_once_for_the_gate_and_every_model(bank, tmp_path, monkeypatch):
     import training.preprocess as prep
 
     assert len({m.preprocess.key() for m in bank}) == 2
     calls = []
-    real = prep.decode_image
-    monkeypatch.setattr(prep, "decode_image", lambda *a, **k: calls.append(1) or real(*a, **k))
-    inputs = bank.prepare(write_image(tmp_path / "x.png").read_bytes(), "x.png")
-    assert len(calls) == 1 and len({id(v) for v in inputs.values()}) == 2
+    for fn in ("decode_image", "preprocess"):
+        real = getattr(prep, fn)
+        monkeypatch.setattr(prep, fn, lambda *a, _f=fn, _r=real, **k: calls.append(_f) or _r(*a, **k))
+    prediction = bank.predict(write_xray(tmp_path / "x.png").read_bytes(), "x.png")
+    assert len(prediction.models) == len(bank)
+    assert calls == ["decode_image", "preprocess", "preprocess"]    # one decode, one per config
 
 
-def test_heatmap_request_gives_the_same_probabilities_in_one_call(bank, tmp_path, monkeypatch):
-    """Probabilities and heatmap come from one compiled call; the plain path is not run too."""
-    data = write_image(tmp_path / "x.png", "L", 40, 40, seed=2).read_bytes()
+def test_heatmaps_do_not_change_the_probabilities(bank, tmp_path):
+    """Every output gets a map over the upload (or a reason); probabilities are the plain ones."""
+    data = write_xray(tmp_path / "x.png", "L", 200, 180, seed=2).read_bytes()
     plain = bank.predict(data, "x.png")
-    infer_calls = []
-    for m in bank:
-        monkeypatch.setattr(m, "infer", lambda *a, _i=m.infer: infer_calls.append(1) or _i(*a))
     explained = bank.predict(data, "x.png", heatmaps=True)
-    assert infer_calls == []
     for m, a, b in zip(bank, plain.models, explained.models):
         np.testing.assert_allclose([o.probability for o in b.outputs],
                                    [o.probability for o in a.outputs], rtol=1e-5, atol=1e-6)
         probs = np.array([o.probability for o in b.outputs])
         assert b.heatmap_class == m.outputs[heatmap_index(m.outputs, probs, None)]
-        assert b.heatmap.startswith("data:image/png;base64,")
+        assert set(b.heatmaps) == set(m.outputs)
+        for h in b.heatmaps.values():
+            assert (h.image is None) != (h.problem is None)
+            assert h.image is None or h.image.startswith("data:image/jpeg;base64,")
+
+
+def test_refused_image_runs_no_model(bank, monkeypatch):
+    from tests.helpers.images import png_bytes
+
+    for m in bank:
+        monkeypatch.setattr(m, "infer", lambda *a: pytest.fail("a model ran on a refused image"))
+    prediction = bank.predict(png_bytes(np.full((300, 300), 7, np.uint8)), "blank.png")
+    assert prediction.gate.refused and prediction.models == []
 
 
 def test_threshold_marks_positive(bank, tmp_path):
-    data = write_image(tmp_path / "x.png").read_bytes()
+    data = write_xray(tmp_path / "x.png").read_bytes()
     for result in bank.predict(data, "x.png").models:
         for o in result.outputs:
             assert o.positive == (o.probability >= o.threshold)

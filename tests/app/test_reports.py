@@ -65,13 +65,13 @@ def test_compare_page_renders_compare_models_report(make_app, evaluated):
 
 
 def test_compare_page_falls_back_to_a_plain_table(make_app, tmp_path):
-    from tests.helpers.images import write_image
+    from tests.helpers.images import write_xray
 
     folder = tmp_path / "compare"
     folder.mkdir()
     (folder / "compare.csv").write_text("model,auc\nk-resnet50,0.93\n")
     (folder / "compare.json").write_text(json.dumps({"test_set": "internal"}))
-    write_image(folder / "roc_overlay.png", "RGB")
+    write_xray(folder / "roc_overlay.png", "RGB")
     page = make_app(COMPARE_DIR=str(folder)).test_client().get("/compare").get_data(as_text=True)
     assert "k-resnet50" in page and "0.93" in page and "roc_overlay.png" in page
     assert 'src="data:image/png;base64,' in page
@@ -96,7 +96,7 @@ def _bank_with(card, bank):
 
 def test_result_and_card_pages_show_evaluated_metrics_with_ci(make_app, bank, evaluated, tmp_path):
     from tests.app.conftest import upload
-    from tests.helpers.images import write_image
+    from tests.helpers.images import write_xray
     from training.models.card import read_card
 
     card = read_card(evaluated["good"])
@@ -105,16 +105,21 @@ def test_result_and_card_pages_show_evaluated_metrics_with_ci(make_app, bank, ev
     client = make_app(MODEL_BANK=other).test_client()
     auc = test["metrics"]["per_output"]["Pneumonia"]["roc_auc"]
     spec = test["metrics"]["per_output"]["Normal"]["specificity"]
-    pages = [upload(client, write_image(tmp_path / "x.png")).get_data(as_text=True),
-             client.get(f"/models/{m.name}").get_data(as_text=True)]
-    for page in pages:
-        assert f"{test['n_images']} images, {test['n_patients']} patients" in page
-        assert "internal test" in page
-        assert f"{auc['value']:.3f}" in page and f"{auc['low']:.3f}–{auc['high']:.3f}" in page
-        assert f"{spec['low']:.3f}–{spec['high']:.3f}" in page
-        assert len(_cells(page)) == 3 * 5        # Normal, Pneumonia, macro x 5 metrics
-        assert "Balanced accuracy" in page and test["thresholds"]["method"] in page
-    body = client.post("/api/predict", data={"file": (write_image(tmp_path / "y.png").open("rb"), "y.png")},
+    # The result page: the test set in one line and each output's AUC with its CI (compact,
+    # so four columns fit); the model card page: every metric with its CI.
+    result = upload(client, write_xray(tmp_path / "x.png")).get_data(as_text=True)
+    assert "<strong>internal</strong> test set" in result and f"{test['n_images']} images" in result
+    assert f"{auc['value']:.2f}" in result and f"{auc['low']:.2f}–{auc['high']:.2f}" in result
+    macro = test["metrics"]["macro"]["roc_auc"]
+    assert f"macro AUC {macro['value']:.2f}" in result
+    page = client.get(f"/models/{m.name}").get_data(as_text=True)
+    assert f"{test['n_images']} images, {test['n_patients']} patients" in page
+    assert "internal test" in page
+    assert f"{auc['value']:.3f}" in page and f"{auc['low']:.3f}–{auc['high']:.3f}" in page
+    assert f"{spec['low']:.3f}–{spec['high']:.3f}" in page
+    assert len(_cells(page)) == 3 * 5        # Normal, Pneumonia, macro x 5 metrics
+    assert "Balanced accuracy" in page and test["thresholds"]["method"] in page
+    body = client.post("/api/predict", data={"file": (write_xray(tmp_path / "y.png").open("rb"), "y.png")},
                        content_type="multipart/form-data").get_json()
     api = body["models"][0]["card"]["test"]
     assert api["per_output"]["Pneumonia"]["roc_auc"] == {"value": auc["value"], "low": auc["low"],

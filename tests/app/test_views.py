@@ -4,23 +4,24 @@ from __future__ import annotations
 import os
 import re
 
+import numpy as np
 import pytest
 
 from tests.app.conftest import upload
 from tests.helpers.images import (
-    write_dicom,
-    write_image,
+    write_xray_dicom,
+    write_xray,
     write_not_image,
     write_truncated,
 )
 
 DISCLAIMER = "Research tool, not a diagnostic device"
 MAKERS = {
-    "png-gray": lambda p: write_image(p / "a.png", "L"),
-    "png-rgba": lambda p: write_image(p / "a.png", "RGBA"),
-    "jpeg": lambda p: write_image(p / "a.jpg", "RGB"),
-    "png-16bit": lambda p: write_image(p / "a.png", "I;16"),
-    "dicom": lambda p: write_dicom(p / "a.dcm", patient_name="Secret^Patient"),
+    "png-gray": lambda p: write_xray(p / "a.png", "L"),
+    "png-rgba": lambda p: write_xray(p / "a.png", "RGBA"),
+    "jpeg": lambda p: write_xray(p / "a.jpg", "RGB"),
+    "png-16bit": lambda p: write_xray(p / "a.png", "I;16"),
+    "dicom": lambda p: write_xray_dicom(p / "a.dcm", patient_name="Secret^Patient"),
 }
 
 
@@ -48,15 +49,16 @@ def test_upload_gives_one_column_per_model(client, bank, tmp_path, kind):
 
 def test_probabilities_and_threshold_marks_shown(client, bank, tmp_path):
     page = upload(client, MAKERS["png-gray"](tmp_path)).get_data(as_text=True)
-    probs = re.findall(r'<td class="prob">([0-9.]+)</td>', page)
+    probs = re.findall(r'<td class="prob"[^>]*>([0-9.]+)</td>', page)
     assert len(probs) == sum(len(m.outputs) for m in bank)
     assert page.count('class="threshold"') == len(probs)
-    assert "not yet evaluated" in page and "abababababab" in page   # short card
+    assert "Not evaluated on a test set" in page and "abababababab" in page   # split hash
 
 
 def test_selected_heatmap_class(client, tmp_path):
     page = upload(client, MAKERS["png-gray"](tmp_path), heatmap_class="Pneumonia").get_data(as_text=True)
-    assert page.count("Grad-CAM: Pneumonia") == 2
+    assert page.count('data-default="Pneumonia"') == 2         # the map shown first, per model
+    assert page.count('<figure class="heatmap" data-output="Pneumonia">') == 2
 
 
 def test_oversized_upload_gives_friendly_413(make_app, tmp_path):
@@ -111,7 +113,7 @@ def test_nothing_written_to_disk_during_a_request(make_app, models_dir, tmp_path
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
-    image = write_image(tmp_path / "in" / "big.png", "L", 900, 900, seed=1)
+    image = write_xray(tmp_path / "in" / "big.png", "L", 900, 900, seed=1)
     assert image.stat().st_size > 500 * 1024
     private_tmp = tmp_path / "tmp"
     private_tmp.mkdir()
@@ -174,3 +176,48 @@ def test_no_models_page_says_how_to_train(make_app):
 
     page = make_app(MODEL_BANK=ModelBank([])).test_client().get("/").get_data(as_text=True)
     assert "No models are loaded" in page and "make demo" in page and "train-all" in page
+
+
+def test_refused_upload_shows_reasons_and_no_probabilities(client, tmp_path):
+    from tests.helpers.images import png_bytes
+
+    rv = upload(client, data=png_bytes(np.zeros((400, 400), np.uint8)), name="black.png")
+    page = rv.get_data(as_text=True)
+    assert rv.status_code == 422
+    assert 'data-verdict="refuse"' in page and 'data-code="near_constant"' in page
+    assert 'class="prob"' not in page and "Download report" not in page
+
+
+def test_warned_upload_shows_the_warning_above_the_columns(client, tmp_path):
+    from tests.helpers.images import chest_like, png_bytes
+
+    marked = np.repeat(chest_like(300, 260)[..., None], 3, axis=-1)
+    marked[20:45, 20:140] = (255, 0, 0)                              # a red label: a warning
+    page = upload(client, data=png_bytes(marked), name="marked.png").get_data(as_text=True)
+    assert 'data-verdict="warn"' in page and 'data-code="colour"' in page
+    assert page.index('data-verdict="warn"') < page.index('class="columns"')
+    assert 'class="prob"' in page
+
+
+def test_result_page_has_agreement_chance_marks_and_a_report_form(client, bank, tmp_path):
+    page = upload(client, MAKERS["png-gray"](tmp_path)).get_data(as_text=True)
+    assert "Agreement between the models" in page
+    assert page.count('<tr data-output=') == len({o for m in bank for o in m.outputs})
+    assert page.count('class=" chance"') + page.count('class="positive chance"') == \
+        sum(len(m.outputs) for m in bank)                       # untested: every row greyed
+    assert "not evaluated on a test set" in page
+    assert 'action="/report"' in page and 'name="payload"' in page
+
+
+def test_report_form_round_trip_returns_a_pdf(client, tmp_path):
+    import html
+
+    page = upload(client, MAKERS["dicom"](tmp_path)).get_data(as_text=True)
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page))
+    assert 'value="sr"' in page                                  # a DICOM upload can get an SR
+    for fmt, mime in (("pdf", "application/pdf"), ("sr", "application/dicom")):
+        rv = client.post("/report", data={**{k: html.unescape(v) for k, v in fields.items()},
+                                          "format": fmt})
+        assert rv.status_code == 200 and rv.mimetype == mime
+    broken = client.post("/report", data={**fields, "payload": "%%%", "format": "pdf"})
+    assert broken.status_code == 400

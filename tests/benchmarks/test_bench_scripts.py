@@ -107,3 +107,28 @@ def test_device_scripts_parse(script):
     proc = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "device" / script)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_bench_gate_runs_the_gate_on_every_set(tmp_path):
+    """The gate benchmark on the app's tiny models: verdict shares, OOD AUROC, budget curve."""
+    import pandas as pd
+
+    from tests.app.tiny_models import write_models
+    from tests.helpers.images import write_xray
+
+    models = write_models(tmp_path / "models")
+    files = [write_xray(tmp_path / "x" / f"{i}.png", h=200 + 10 * i, w=180, seed=i) for i in range(8)]
+    split = tmp_path / "split.csv"
+    pd.DataFrame({"path": [str(f) for f in files], "part": ["val"] * 4 + ["test"] * 4}).to_csv(split)
+    result = _run("bench_gate.py", ["--models", str(models), "--split", str(split), "--data", str(tmp_path),
+                                    "--sets", "val_xray,test_xray,synthetic,crop", "--max-per-set", "6"],
+                  tmp_path)
+    summary = result["summary"]
+    assert {"val_xray", "test_xray", "synthetic", "crop", "budgets"} <= set(summary)
+    for name in ("val_xray", "test_xray", "synthetic", "crop"):
+        entry = summary[name]
+        assert entry["accept_rate"] + entry["warn_rate"] + entry["refuse_rate"] == pytest.approx(1.0)
+    assert summary["synthetic"]["refuse_rate"] > 0.5          # noise, blanks, a 1x1 image...
+    assert set(summary["test_xray"]["ood_auroc_vs_val"]) == {"tiny-multi"}
+    assert set(summary["budgets"]) == {"0.01", "0.02", "0.03", "0.05", "0.1"}
+    assert len(result["rows"]["crop"]) == 4

@@ -47,6 +47,7 @@ def write_dicom(path: str | Path, h: int = 48, w: int = 64, seed: int = 0, bits_
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.PatientName = patient_name
     ds.PatientID = "TEST-0001"
     ds.Modality = "DX"
@@ -99,3 +100,53 @@ def stripes_folder(root: str | Path, n_per_class: int = 24) -> Path:
         for i in range(n_per_class):
             Image.fromarray(stripes(vertical, i + 100 * vertical)).save(root / cls / f"img{i:03d}.png")
     return root
+
+
+def chest_like(h: int = 256, w: int = 256, seed: int = 0) -> np.ndarray:
+    """A crude frontal-chest-like uint8 image: bright body and mediastinum, two dark lungs."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+    img = np.full((h, w), 40.0)
+    img[((x - 0.5) / 0.45) ** 2 + ((y - 0.55) / 0.5) ** 2 < 1] = 170.0        # body
+    for cx in (0.28, 0.72):                                                   # lungs
+        img[((x - cx) / 0.15) ** 2 + ((y - 0.45) / 0.3) ** 2 < 1] = 70.0
+    img[(np.abs(x - 0.5) < 0.06) & (y > 0.1)] = 210.0                         # mediastinum, spine
+    img += rng.normal(0, 8, (h, w))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """PNG file bytes of a uint8 (H, W) or (H, W, 3) array."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def write_xray(path: str | Path, mode: str = "L", h: int = 192, w: int = 160, seed: int = 0,
+               fmt: str | None = None) -> Path:
+    """:func:`write_image` with :func:`chest_like` content, big enough for the input gate."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    g = chest_like(h, w, seed)
+    img = Image.fromarray((g.astype(np.uint16) * 257)) if mode == "I;16" else Image.fromarray(g, "L").convert(mode)
+    fmt = fmt or ("JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG")
+    if fmt == "JPEG" and img.mode not in ("L", "RGB"):
+        img = img.convert("RGB")
+    img.save(path, fmt)
+    return path
+
+
+def write_xray_dicom(path: str | Path, h: int = 192, w: int = 160, seed: int = 0, **tags) -> Path:
+    """:func:`write_dicom` with :func:`chest_like` pixels (8 significant bits) and ``tags``."""
+    import pydicom
+
+    path = write_dicom(path, h=h, w=w, seed=seed, bits_stored=8,
+                       **{k: tags.pop(k) for k in ("photometric", "patient_name") if k in tags})
+    ds = pydicom.dcmread(path)
+    ds.PixelData = chest_like(h, w, seed).astype(np.uint16).tobytes()
+    for key, value in tags.items():
+        setattr(ds, key, value)
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -36,6 +36,7 @@ from training.engine.callbacks import BestOnValidation, build_callbacks
 from training.engine.data import ArrayBatches, class_balance_weights, keras_input
 from training.engine.prepare import Prepared, load_data, prepare, resolve_split
 from training.engine.distribute import Distribution, make_distribution, worker_out
+from training.engine.gate import fit_model_gate
 from training.engine.schedule import PerUpdate, warmup_cosine
 from training.models import losses
 from training.models.build import unfreeze_backbone
@@ -43,6 +44,8 @@ from training.models.card import ModelCard
 from training.data.cache import default_cache_dir
 from training.data.splits import split_counts, split_hash
 from training.data.tasks import get_task
+from training.evaluation.calibration import Calibration, fit_calibration
+from training.gate.ood import save_gate
 from training.evaluation.metrics import compute_metrics
 from training.evaluation.thresholds import choose_thresholds as choose
 from training.models import build
@@ -238,20 +241,46 @@ def choose_thresholds(y: np.ndarray, p: np.ndarray, classes: list[str]) -> tuple
     return out, method
 
 
-def validation_report(model: keras.Model, prep: Prepared, batch_size: int) -> tuple[dict, dict, str]:
-    """``(metrics, thresholds, method)`` from predictions on the validation part."""
+def validation_report(model: keras.Model, prep: Prepared, batch_size: int,
+                      calibration: str = "auto") -> tuple[dict, dict, str, Calibration]:
+    """``(metrics, thresholds, method, calibration)`` from predictions on the validation part.
+
+    The calibration (``calibration``: a method of ``CHOICES["calibration"]``) is fitted on the
+    raw validation probabilities; thresholds and metrics then use the calibrated ones, the
+    scale the card's thresholds apply to.
+    """
     y = prep.targets[prep.index["val"]]
     classes, kind = prep.classes, prep.task.kind
     if len(y) == 0:
-        return {}, {c: 0.5 for c in classes}, "0.5 (no validation images)"
-    p = np.asarray(model.predict(keras_input(ArrayBatches(prep.images["val"], y, batch_size)), verbose=0))
+        return ({}, {c: 0.5 for c in classes}, "0.5 (no validation images)",
+                Calibration.identity(kind, classes, "no validation images: not calibrated"))
+    raw = np.asarray(model.predict(keras_input(ArrayBatches(prep.images["val"], y, batch_size)), verbose=0))
+    cal = fit_calibration(y, raw, kind, classes, calibration, groups=_validation_patients(prep))
+    p = cal.apply(raw)
     thresholds, method = choose_thresholds(y, p, classes)
+    if not cal.is_identity:
+        method += f" (on probabilities calibrated by {cal.method})"
     # The dict, as evaluate passes it: a 2-class softmax then decides by its positive class's
     # threshold in both places (a list used to be ignored here, giving argmax on validation).
     metrics = dict(compute_metrics(y, p, kind, classes, thresholds))
-    metrics["loss"] = float(keras.ops.convert_to_numpy(keras.ops.mean(_loss(kind)(y, p))))
+    metrics["loss"] = _mean_loss(kind, y, p)
+    metrics["loss_uncalibrated"] = _mean_loss(kind, y, raw)
     metrics["n_images"] = int(len(y))
-    return metrics, thresholds, method
+    return metrics, thresholds, method, cal
+
+
+def _mean_loss(kind: str, y: np.ndarray, p: np.ndarray) -> float:
+    p = keras.ops.convert_to_tensor(np.asarray(p, dtype=np.float32))
+    return float(keras.ops.convert_to_numpy(keras.ops.mean(_loss(kind)(y, p))))
+
+
+def _validation_patients(prep: Prepared) -> np.ndarray | None:
+    """Patient ids of the validation rows (calibration's cross-validation keeps them together)."""
+    meta = getattr(getattr(prep, "ds", None), "meta", None)
+    if meta is None or "patient" not in meta:
+        return None
+    rows = meta.iloc[prep.index["val"]]
+    return np.where(rows["patient"].isna(), rows["path"].astype(str), rows["patient"].astype(str))
 
 
 def _history(out: Path) -> pd.DataFrame:
@@ -265,8 +294,8 @@ def _history(out: Path) -> pd.DataFrame:
 
 
 def build_card(cfg: TrainConfig, prep: Prepared, facts: dict, metrics: dict, thresholds: dict,
-               method: str, history: pd.DataFrame) -> ModelCard:
-    """The model card (docs/architecture.md) of a finished run."""
+               method: str, history: pd.DataFrame, calibration: dict | None = None) -> ModelCard:
+    """The model card (docs/architecture.md) of a finished run (``calibration``: its JSON)."""
     counts = split_counts(prep.split, prep.targets, prep.classes)
     seconds = history["epoch_seconds"].mean() if "epoch_seconds" in history else float("nan")
     return ModelCard(
@@ -292,6 +321,7 @@ def build_card(cfg: TrainConfig, prep: Prepared, facts: dict, metrics: dict, thr
         threshold_method=method,
         metrics={"validation": metrics, "test": {}},
         test_set=None,
+        calibration=calibration,
     )
 
 
@@ -358,13 +388,17 @@ def _train_in(cfg: TrainConfig, ds, dist: Distribution, note: str | None,
             facts["batchnorm"] = batchnorm.settle(
                 model, prep.images["train"], prep.images["val"], y_val, _loss(prep.task.kind),
                 run_cfg.batch_size, seed=cfg.seed, precise=cfg.precise_bn)
-            metrics, thresholds, method = validation_report(model, prep, run_cfg.batch_size)
+            metrics, thresholds, method, cal = validation_report(model, prep, run_cfg.batch_size,
+                                                                 cfg.calibration)
+            gate = fit_model_gate(model, prep.images["train"], prep.images["val"],
+                                  get_architecture(cfg.arch).gradcam_layer, run_cfg.batch_size)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
     facts.update(mixed_precision=policy, **scale)
-    card = build_card(cfg, prep, facts, metrics, thresholds, method, _history(out))
+    card = build_card(cfg, prep, facts, metrics, thresholds, method, _history(out), cal.to_json())
     if note:
         card.transfer["note"] = note
+    card.gate = save_gate(gate, out)  # before the card that names its hash
     save_model(model, card, out)
     shutil.rmtree(backup, ignore_errors=True)
 

@@ -121,8 +121,9 @@ def compare_models(model_dirs: Sequence[str | Path], data: Sequence[str], split:
     for m in models:
         seen = training_split(m.card, m.directory)
         overlap[m.name] = check_overlap(evs.paths, list(evs.groups), seen, allow_overlap)
+        # On the calibrated scale, as served (and as the card's fallback thresholds are).
         thresholds[m.name] = model_thresholds(m, evs, seen, threshold_method, target_sensitivity,
-                                              batch_size, cache)
+                                              batch_size, cache, calibration=m.calibration)
     probs, errors = predict_paths(models, evs.paths, batch_size, cache)
     bad = [(p, e) for p, e in zip(evs.paths, errors) if e is not None]
     if bad and on_error == "raise":
@@ -130,7 +131,7 @@ def compare_models(model_dirs: Sequence[str | Path], data: Sequence[str], split:
                                hint="fix or remove them, or use on_error='skip'")
     ok = np.array([e is None for e in errors], dtype=bool)
     Y, groups = evs.targets[ok], evs.groups[ok]
-    probs = {m.name: p[ok] for m, p in zip(models, probs)}
+    probs = {m.name: m.calibrate(p[ok]) for m, p in zip(models, probs)}
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,8 @@ Honesty rules enforced here:
   by patient id and by file content (SHA-256) against the model's own split; refused unless
   ``allow_overlap`` (then every output says so);
 * thresholds come from the validation part of the model's split (never from the test set);
+* probabilities are calibrated by the card's calibration (or one refit on that validation
+  part, for experiments) before thresholds and metrics; the report shows ECE before and after;
 * data from another source than training, without a split, is an **external** test;
 * every metric gets a 95 % CI resampled by patient.
 """
@@ -27,7 +29,8 @@ from training import io
 from training.errors import ImageDecodeError, ModelCardError, SplitError
 from training.evaluation import metrics as M
 from training.evaluation.bootstrap import attach_ci, bootstrap_metrics
-from training.evaluation.calibration import calibration_report
+from training.evaluation.calibration import METHODS as CALIBRATION_METHODS
+from training.evaluation.calibration import Calibration, calibration_section, fit_calibration
 from training.evaluation.predict import LoadedModel, load_models, predict_paths
 from training.evaluation.report import DECIMALS, render_evaluation
 from training.models.card import ModelCard, file_sha256, update_card
@@ -70,9 +73,13 @@ class EvalSet:
     @property
     def groups(self) -> np.ndarray:
         """Patient ids (a row without one is its own patient)."""
-        patient = self.ds.meta["patient"]
-        return np.where(patient.isna(), self.ds.meta["path"].astype(str),
-                        patient.astype(str)).astype(object)
+        return patient_ids(self.ds.meta)
+
+
+def patient_ids(meta: pd.DataFrame) -> np.ndarray:
+    """Patient id per row of a dataset's ``meta`` (a row without one is its own patient)."""
+    patient = meta["patient"]
+    return np.where(patient.isna(), meta["path"].astype(str), patient.astype(str)).astype(object)
 
 
 def task_targets(ds: Any, card: ModelCard) -> np.ndarray:
@@ -229,10 +236,42 @@ def _validation_rows(card: ModelCard, evs: EvalSet,
     return (ds.subset(mask), "the training data") if mask.any() else None
 
 
-def model_thresholds(lm: LoadedModel, evs: EvalSet, seen: pd.DataFrame | None,
-                     method: str = "youden", target_sensitivity: float | None = None,
-                     batch_size: int = 32, cache: Any = None) -> dict[str, Any]:
-    """Per-output thresholds chosen on the model's validation part (recomputed), and how.
+@dataclass
+class ValidationPredictions:
+    """The model's RAW probabilities on its validation part (shared by thresholds and calibration)."""
+
+    Y: np.ndarray
+    P: np.ndarray
+    groups: np.ndarray
+    where: str  # which loaded data held the validation images
+
+    @property
+    def n(self) -> int:
+        return int(len(self.Y))
+
+
+def validation_predictions(lm: LoadedModel, evs: EvalSet, seen: pd.DataFrame | None,
+                           batch_size: int = 32, cache: Any = None) -> ValidationPredictions | None:
+    """Predictions on the validation images of the model's split; None when unavailable."""
+    found = _validation_rows(lm.card, evs, seen)
+    if found is None:
+        return None
+    val, where = found
+    probs, errors = predict_paths([lm], val.meta["path"].astype(str).tolist(), batch_size, cache)
+    ok = np.array([e is None for e in errors], dtype=bool)
+    return ValidationPredictions(task_targets(val, lm.card)[ok], probs[0][ok],
+                                 patient_ids(val.meta)[ok], where)
+
+
+def _uses_validation(lm: LoadedModel, method: str) -> bool:
+    """Whether thresholds of ``method`` are chosen on validation (not argmax, not fixed)."""
+    return method != "fixed" and not (lm.kind == "single" and len(lm.outputs) != 2)
+
+
+def thresholds_on(lm: LoadedModel, val: ValidationPredictions | None, method: str = "youden",
+                  target_sensitivity: float | None = None,
+                  calibration: Calibration | None = None) -> dict[str, Any]:
+    """Per-output thresholds chosen on ``val`` (through ``calibration`` when given), and how.
 
     single (softmax) with more than two classes: argmax, no thresholds; with two classes, the
     positive (second) class's threshold. No validation data: the card's thresholds, and the
@@ -243,19 +282,68 @@ def model_thresholds(lm: LoadedModel, evs: EvalSet, seen: pd.DataFrame | None,
     label = f"{method}" if target_sensitivity is None else f"sensitivity >= {target_sensitivity}"
     if method == "fixed":
         return {"method": "fixed 0.5", "source": None, "values": {o: 0.5 for o in lm.outputs}}
-    found = _validation_rows(lm.card, evs, seen)
-    if found is None:
+    if val is None:
         log.warning("%s: no validation images available; using the card's thresholds", lm.name)
         return {"method": f"from the model card ({lm.card.threshold_method or 'unknown method'}); "
                           "validation images unavailable", "source": "card", "values": lm.thresholds()}
-    val, where = found
-    probs, errors = predict_paths([lm], val.meta["path"].astype(str).tolist(), batch_size, cache)
-    ok = np.array([e is None for e in errors])
-    Y, P = task_targets(val, lm.card)[ok], probs[0][ok]
+    calibrated = calibration is not None and not calibration.is_identity
+    P = calibration.apply(val.P) if calibrated else val.P
     outputs = lm.outputs[1:] if lm.kind == "single" else lm.outputs  # 2-class softmax: positive class
-    values, _ = choose_thresholds(Y, P, lm.outputs, outputs, method, target_sensitivity)
-    return {"method": f"{label} on validation", "source": f"validation part of the model's split, "
-            f"from {where}", "n_validation": int(ok.sum()), "values": values}
+    values, _ = choose_thresholds(val.Y, P, lm.outputs, outputs, method, target_sensitivity)
+    scale = " (on calibrated probabilities)" if calibrated else ""
+    return {"method": f"{label} on validation{scale}", "source": f"validation part of the model's "
+            f"split, from {val.where}", "n_validation": val.n, "values": values}
+
+
+def model_thresholds(lm: LoadedModel, evs: EvalSet, seen: pd.DataFrame | None,
+                     method: str = "youden", target_sensitivity: float | None = None,
+                     batch_size: int = 32, cache: Any = None,
+                     calibration: Calibration | None = None) -> dict[str, Any]:
+    """:func:`thresholds_on` the model's validation part (predicted here).
+
+    Without ``calibration`` the thresholds are on the raw scale (for raw test probabilities).
+    """
+    val = validation_predictions(lm, evs, seen, batch_size, cache) if _uses_validation(lm, method) else None
+    return thresholds_on(lm, val, method, target_sensitivity, calibration)
+
+
+# ------------------------------------------------------------------ calibration
+
+NO_CARD_CALIBRATION = "none (the card has no calibration)"
+
+
+def resolve_calibration(lm: LoadedModel, method: str,
+                        val: ValidationPredictions | None) -> tuple[Calibration, str, str]:
+    """``(calibration, method label, source)``: the card's (``"card"``) or, for experiments,
+    one refit with ``method`` on the model's validation part (``val``)."""
+    if method == "card":
+        if not lm.card.calibration:
+            return Calibration.identity(lm.kind, lm.outputs, NO_CARD_CALIBRATION), NO_CARD_CALIBRATION, "card"
+        return lm.calibration, lm.calibration.method, "card"
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"unknown calibration {method!r}; choose 'card' or one of "
+                         f"{list(CALIBRATION_METHODS)}")
+    if val is None:
+        raise SplitError(f"{lm.directory}: cannot refit the calibration ({method}): the model's "
+                         "validation images are unavailable. What to do: pass the training data "
+                         "(or its split), or use calibration='card'.")
+    cal = fit_calibration(val.Y, val.P, lm.kind, lm.outputs, method, groups=val.groups)
+    return cal, cal.method, (f"refit ({method}) on the validation part of the model's split, from "
+                             f"{val.where} ({val.n} images); the card's calibration is not used")
+
+
+def calibration_result(cal: Calibration, label: str, source: str, Y: np.ndarray, raw: np.ndarray,
+                       P: np.ndarray, groups: np.ndarray, n_boot: int) -> dict[str, Any]:
+    """The result's ``calibration``: how, and ECE (patient-bootstrap CI) + curves before/after."""
+    return {"method": label, "source": source, "chosen_by": cal.chosen_by, "fitted_on": cal.fitted_on,
+            "before": calibration_section(Y, raw, cal.outputs, groups, n_boot, SEED),
+            "after": calibration_section(Y, P, cal.outputs, groups, n_boot, SEED)}
+
+
+def _ece_summary(calib: dict[str, Any]) -> dict[str, Any]:
+    """ECE before/after for the card (no curves)."""
+    return {"method": calib["method"], "source": calib["source"],
+            **{when: {k: v["ece"] for k, v in calib[when].items()} for when in ("before", "after")}}
 
 
 # ------------------------------------------------------------------ scoring
@@ -325,9 +413,14 @@ def slug(name: str) -> str:
 def make_figures(Y: np.ndarray, P: np.ndarray, result: dict, outputs: Sequence[str],
                  out_dir: Path) -> dict[str, Any]:
     """ROC, PR, reliability and confusion-matrix PNGs; returns their file names."""
+    cal = result["calibration"]
     figs = {"roc": plots.plot_roc(Y, P, outputs, out_dir / "roc.png").name,
             "pr": plots.plot_pr(Y, P, outputs, out_dir / "pr.png").name,
-            "reliability": plots.plot_reliability(result["calibration"], out_dir / "reliability.png").name}
+            "reliability_raw": plots.plot_reliability(cal["before"], out_dir / "reliability_raw.png",
+                                                      "Reliability: raw probabilities").name,
+            "reliability_calibrated": plots.plot_reliability(
+                cal["after"], out_dir / "reliability_calibrated.png",
+                f"Reliability: calibrated ({cal['method']})").name}
     m = result["metrics"]
     if result["model"]["kind"] == "single":
         figs["confusion"] = [plots.plot_confusion(m["confusion_matrix"], outputs,
@@ -350,13 +443,16 @@ def evaluate_model(model_dir: str | Path, data: Sequence[str], split: str | None
                    target_sensitivity: float | None = None, n_boot: int = 1000,
                    on_error: str = "raise", batch_size: int = 32, fmt: str = "auto",
                    views: Sequence[str] | None = None, modalities: Sequence[str] | None = None,
-                   cache_dir: str | Path | None = None) -> dict[str, Any]:
+                   cache_dir: str | Path | None = None, calibration: str = "card") -> dict[str, Any]:
     """Evaluate a saved model; writes ``metrics.json``, ``report.html`` and figures in ``out_dir``.
 
     See the module docstring for the rules. Returns the content of ``metrics.json`` (rounded).
     Updates the card's ``metrics.test`` and ``test_set``. ``fmt``, ``views`` and
     ``modalities`` are passed to the dataset loader (views/modalities default to the card's).
     Images go through the preprocessed-image cache (``cache_dir``, default the trainer's).
+    ``calibration``: "card" (the card's; none if it has none) or a method of
+    ``CHOICES["calibration"]`` refit on the model's validation part (experiments; the card's
+    calibration is left as it is). Thresholds and metrics use the calibrated probabilities.
     """
 
     model_dir, out = Path(model_dir), Path(out_dir)
@@ -368,7 +464,10 @@ def evaluate_model(model_dir: str | Path, data: Sequence[str], split: str | None
     seen = training_split(lm.card, model_dir)
     overlap = check_overlap(evs.paths, list(evs.groups), seen, allow_overlap)
     cache = image_cache(cache_dir)
-    thr = model_thresholds(lm, evs, seen, threshold_method, target_sensitivity, batch_size, cache)
+    needs_val = calibration != "card" or _uses_validation(lm, threshold_method)
+    val = validation_predictions(lm, evs, seen, batch_size, cache) if needs_val else None
+    cal, cal_label, cal_source = resolve_calibration(lm, calibration, val)
+    thr = thresholds_on(lm, val, threshold_method, target_sensitivity, cal)
     probs, errors = predict_paths([lm], evs.paths, batch_size, cache)
     skipped = [{"path": p, "reason": e} for p, e in zip(evs.paths, errors) if e is not None]
     if skipped and on_error == "raise":
@@ -376,8 +475,10 @@ def evaluate_model(model_dir: str | Path, data: Sequence[str], split: str | None
                                hint="fix or remove them, or use on_error='skip' (they are then listed "
                                     "in the report)")
     ok = np.array([e is None for e in errors], dtype=bool)
-    Y, P, groups = evs.targets[ok], probs[0][ok], evs.groups[ok]
-    result = _result(lm, evs, data, overlap, thr, skipped, Y, P, groups, n_boot)
+    Y, raw, groups = evs.targets[ok], probs[0][ok], evs.groups[ok]
+    P = cal.apply(raw)
+    calib = calibration_result(cal, cal_label, cal_source, Y, raw, P, groups, n_boot)
+    result = _result(lm, evs, data, overlap, thr, skipped, Y, P, groups, n_boot, calib)
     out.mkdir(parents=True, exist_ok=True)
     result["figures"] = make_figures(Y, P, result, lm.outputs, out)
     result = rounded(result)
@@ -386,13 +487,15 @@ def evaluate_model(model_dir: str | Path, data: Sequence[str], split: str | None
     (out / "report.html").write_text(render_evaluation(result), encoding="utf-8")
     summary = {k: result[k] for k in ("test_set", "split", "part", "n_images", "n_patients",
                                       "thresholds", "metrics", "overlap")}
+    summary["calibration"] = _ece_summary(result["calibration"])
     update_card(model_dir, metrics={**(lm.card.metrics or {}), "test": summary},
                 test_set=evs.test_set)
     return result
 
 
 def _result(lm: LoadedModel, evs: EvalSet, data: Sequence[str], overlap: dict, thr: dict,
-            skipped: list, Y: np.ndarray, P: np.ndarray, groups: np.ndarray, n_boot: int) -> dict:
+            skipped: list, Y: np.ndarray, P: np.ndarray, groups: np.ndarray, n_boot: int,
+            calibration: dict) -> dict:
     labelled = ~np.isnan(Y).all(axis=1)
     scored = score(Y, P, lm.kind, lm.outputs, thr["values"], groups, n_boot)
     card = lm.card
@@ -409,6 +512,6 @@ def _result(lm: LoadedModel, evs: EvalSet, data: Sequence[str], overlap: dict, t
         "bootstrap": {"n_boot": n_boot, "alpha": ALPHA, "seed": SEED, "resampling": "patients",
                       "interval": "percentile"},
         **scored,
-        "calibration": calibration_report(Y, P, lm.outputs),
+        "calibration": calibration,
         "disclaimer": DISCLAIMER,
     }

@@ -8,6 +8,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
+from training.evaluation.estimate import Estimate
+
 
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
@@ -68,15 +70,23 @@ def plot_roc_overlay(models: dict[str, tuple[np.ndarray, np.ndarray]], path: str
 
 def plot_reliability(calibration: dict[str, dict[str, Any]], path: str | Path,
                      title: str = "Reliability") -> Path:
-    """Observed positive fraction against mean prediction per bin, per output (ECE in legend)."""
+    """Observed positive fraction against mean prediction per bin, per output (ECE in legend).
+
+    ``calibration``: ``{output: {"ece", "curve"}}`` (``calibration_report``, or one side of the
+    evaluation's ``calibration``, whose ``ece`` is an Estimate JSON); entries without a curve
+    (``macro``) are skipped.
+    """
     fig = Figure(figsize=(5.5, 5))
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=1, label="perfect calibration")
     for name, cal in calibration.items():
+        if not isinstance(cal, dict) or "curve" not in cal:
+            continue
         c = cal["curve"]
-        x, y = np.asarray(c["mean_predicted"]), np.asarray(c["fraction_positive"])
+        x, y = np.asarray(c["mean_predicted"], dtype=float), np.asarray(c["fraction_positive"], dtype=float)
         ok = np.isfinite(x) & np.isfinite(y)
-        ax.plot(x[ok], y[ok], marker="o", label=f"{name} (ECE {cal['ece']:.3f})")
+        ece = Estimate.of(cal.get("ece"))
+        ax.plot(x[ok], y[ok], marker="o", label=f"{name} (ECE {ece.text})")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability",
            ylabel="observed fraction positive", title=title)
     ax.legend(fontsize="small")

@@ -1,12 +1,14 @@
 """Batch prediction of image files and folders with one or several saved models.
 
-Each model's card gives its preprocessing, outputs and thresholds, so the images are
-prepared exactly as in training. Unreadable files get a row with an ``error`` (and a log
+Each model's card gives its preprocessing, outputs, calibration and thresholds, so the images
+are prepared exactly as in training and the probabilities shown are the calibrated ones (the
+scale of the card's thresholds). Unreadable files get a row with an ``error`` (and a log
 message); nothing is skipped silently. Inference runs in fixed-size batches (the last one
 padded), so a prediction depends neither on the batch size nor on the file order.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -16,9 +18,15 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from training.errors import CXRError, DataError
+from training.errors import CXRError, DataError, ModelCardError
 from training.evaluation import metrics as M
+from training.evaluation.calibration import Calibration
+from training.gate.assess import assess
+from training.gate.checks import inspect
+from training.gate.ood import OODGate, load_gate
+from training.gate.verdict import GateResult, Reason
 from training.models.card import ModelCard
+from training.models.parts import feature_model
 from training.models.card import load_model
 from training.preprocess import PreprocessConfig
 from training.preprocess import load_image
@@ -49,9 +57,37 @@ class LoadedModel:
         return self.card.kind
 
     def thresholds(self) -> dict[str, float]:
-        """The card's thresholds (0.5 where the card has none)."""
+        """The card's thresholds (0.5 where the card has none), on the calibrated scale."""
         saved = self.card.thresholds or {}
         return {o: float(saved.get(o, 0.5)) for o in self.outputs}
+
+    @functools.cached_property
+    def calibration(self) -> Calibration:
+        """The card's calibration (the identity when the card has none)."""
+        if not self.card.calibration:
+            return Calibration.identity(self.kind, self.outputs, "the card has no calibration")
+        try:
+            return Calibration.from_json(self.card.calibration, self.outputs, self.kind)
+        except ValueError as exc:
+            raise ModelCardError(f"{self.directory}: {exc}. What to do: refit it with `python -m "
+                                 "training calibrate --model DIR` or fix card.json.") from exc
+
+    def calibrate(self, P: np.ndarray) -> np.ndarray:
+        """Raw probabilities ``(N, C)`` through the card's calibration (float64)."""
+        return self.calibration.apply(P)
+
+    @functools.cached_property
+    def gate(self) -> OODGate | None:
+        """The model's feature-space OOD gate (None when the card has none)."""
+        return load_gate(self.directory, self.card.gate)
+
+    @functools.cached_property
+    def scorer(self) -> Any:
+        """image → (probabilities, pooled gate features): one forward pass for both."""
+        import keras  # only for gated models
+
+        feats = feature_model(self.model, self.gate.feature_layers).outputs[0]
+        return keras.Model(self.model.inputs, [self.model.outputs[0], feats])
 
 
 def load_models(model_dirs: Sequence[str | Path]) -> list[LoadedModel]:
@@ -63,6 +99,7 @@ def load_models(model_dirs: Sequence[str | Path]) -> list[LoadedModel]:
         model, card = load_model(d)
         out.append(LoadedModel(str(card.name or Path(d).name), model, card,
                                PreprocessConfig.from_dict(card.preprocessing), Path(d)))
+        _ = out[-1].calibration  # a broken stored calibration fails here, naming the folder
     names = [m.name for m in out]
     for m in out:
         if names.count(m.name) > 1:  # two cards with one name: the folder tells them apart
@@ -173,14 +210,47 @@ def predict_array(model: Any, x: np.ndarray, batch_size: int = 32) -> np.ndarray
     return np.concatenate(out)
 
 
+def _predict_scored(m: LoadedModel, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw probabilities and OOD scores of a gated model, batched like :func:`predict_array`."""
+    if len(x) == 0:
+        return np.zeros((0, len(m.outputs)), np.float32), np.zeros(0)
+    b = max(1, min(int(batch_size), len(x)))
+    probs, scores = [], []
+    for start in range(0, len(x), b):
+        batch = x[start:start + b]
+        n = len(batch)
+        if n < b:
+            batch = np.concatenate([batch, np.zeros((b - n,) + x.shape[1:], x.dtype)])
+        p, f = m.scorer.predict_on_batch(batch)
+        probs.append(np.asarray(p, dtype=np.float32)[:n])
+        scores.append(m.gate.score(np.asarray(f)[:n]))
+    return np.concatenate(probs), np.concatenate(scores)
+
+
+def predict_scored(models: Sequence[LoadedModel], paths: Sequence[str | Path], batch_size: int = 32,
+                   cache: Any = None) -> tuple[list[np.ndarray], list[np.ndarray], list[str | None]]:
+    """:func:`predict_paths` plus each model's OOD score per file (NaN: no gate / unreadable)."""
+    return _predict(models, paths, batch_size, cache, scored=True)
+
+
 def predict_paths(models: Sequence[LoadedModel], paths: Sequence[str | Path],
                   batch_size: int = 32, cache: Any = None) -> tuple[list[np.ndarray], list[str | None]]:
-    """Probabilities per model (``(N, C)``, NaN rows where unreadable) and errors per file.
+    """RAW probabilities per model (``(N, C)``, NaN rows where unreadable) and errors per file.
+
+    Not calibrated (:meth:`LoadedModel.calibrate` does that), so evaluation can fit or apply a
+    calibration and report both scales.
 
     Images are decoded once per distinct preprocessing and ``_CHUNK`` files at a time (and
     through ``cache``, an ``ImageCache``, when given: see :func:`load_images`).
     """
+    probs, _, errors = _predict(models, paths, batch_size, cache, scored=False)
+    return probs, errors
+
+
+def _predict(models: Sequence[LoadedModel], paths: Sequence[str | Path], batch_size: int,
+             cache: Any, scored: bool) -> tuple[list[np.ndarray], list[np.ndarray], list[str | None]]:
     probs = [np.full((len(paths), len(m.outputs)), np.nan, dtype=np.float32) for m in models]
+    scores = [np.full(len(paths), np.nan) for _ in models]
     errors: list[str | None] = [None] * len(paths)
     for start in range(0, len(paths), _CHUNK):
         chunk = list(paths[start:start + _CHUNK])
@@ -191,15 +261,20 @@ def predict_paths(models: Sequence[LoadedModel], paths: Sequence[str | Path],
                 by_cfg[key] = load_images(chunk, m.preprocess, cache)
             x, errs = by_cfg[key]
             ok = np.array([e is None for e in errs])
-            probs[k][start:start + len(chunk)][ok] = predict_array(m.model, x[ok], batch_size)
+            rows = slice(start, start + len(chunk))
+            if scored and m.gate is not None:
+                probs[k][rows][ok], scores[k][rows][ok] = _predict_scored(m, x[ok], batch_size)
+            else:
+                probs[k][rows][ok] = predict_array(m.model, x[ok], batch_size)
             for i, e in enumerate(errs):
                 if e is not None and errors[start + i] is None:
                     errors[start + i] = e
-    return probs, errors
+    return probs, scores, errors
 
 
 def predicted_findings(p: np.ndarray, m: LoadedModel) -> list[str | None]:
-    """Per row: outputs over their thresholds joined by ';' (multilabel) or the argmax class."""
+    """Per row of CALIBRATED ``p``: outputs over their thresholds joined by ';' (multilabel) or
+    the argmax class."""
     names = m.outputs
     out: list[str | None] = []
     thr = np.array([m.thresholds()[o] for o in names])
@@ -216,27 +291,54 @@ def predicted_findings(p: np.ndarray, m: LoadedModel) -> list[str | None]:
 
 def predict_files(model_dirs: Sequence[str | Path], inputs: Sequence[str | Path],
                   batch_size: int = 32) -> pd.DataFrame:
-    """Predict every image of ``inputs`` (files or folders) with every model.
+    """Predict every image of ``inputs`` (files or folders) with every model, through the gate.
 
-    Columns: ``path``; per model ``prob_<output>`` (card order) and ``pred``, prefixed by
-    ``<model name>:`` when there are several models; ``error`` (None when the file was read).
+    Columns: ``path``; ``gate`` (accept | warn | refuse) and ``gate_reasons`` (``code: message``
+    joined by " | "); per model ``prob_<output>`` (calibrated by the card, card order),
+    ``raw_prob_<output>`` (the network's output), ``pred`` (calibrated probabilities against
+    the card's thresholds) and ``ood_score`` (its gate's score; empty without a gate), prefixed
+    by ``<model name>:`` when there are several models; ``error`` (None when the file was read).
+    A refused image gets no probabilities and no ``pred`` (as in the app).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     models = load_models(model_dirs)
     paths = find_images([inputs] if isinstance(inputs, (str, Path)) else inputs)
-    probs, errors = predict_paths(models, paths, batch_size)
-    df = pd.DataFrame({"path": [str(p) for p in paths]})
-    for m, p in zip(models, probs):
+    probs, scores, errors = predict_scored(models, paths, batch_size)
+    verdicts = [_verdict(p, models, [s[i] for s in scores]) if e is None else None
+                for i, (p, e) in enumerate(zip(paths, errors))]
+    refused = np.array([v is not None and v.refused for v in verdicts], dtype=bool)
+    df = pd.DataFrame({"path": [str(p) for p in paths],
+                       "gate": [v.verdict if v else None for v in verdicts],
+                       "gate_reasons": [" | ".join(f"{r.code}: {r.message}" for r in v.reasons) if v else None
+                                        for v in verdicts]})
+    for m, raw, score in zip(models, probs, scores):
         prefix = f"{m.name}:" if len(models) > 1 else ""
+        raw = np.where(refused[:, None], np.nan, raw)
+        p = m.calibrate(raw)
         for j, o in enumerate(m.outputs):
-            df[f"{prefix}prob_{o}"] = p[:, j].astype(np.float64)
+            df[f"{prefix}prob_{o}"] = p[:, j]
+        for j, o in enumerate(m.outputs):
+            df[f"{prefix}raw_prob_{o}"] = raw[:, j].astype(np.float64)
         df[f"{prefix}pred"] = predicted_findings(p, m)
+        df[f"{prefix}ood_score"] = score
     df["error"] = errors
-    n_err = sum(e is not None for e in errors)
+    n_err, n_refused = sum(e is not None for e in errors), int(refused.sum())
     if n_err:
         log.warning("%d of %d files could not be read (see the 'error' column)", n_err, len(paths))
+    if n_refused:
+        log.warning("%d of %d images refused by the input gate (see 'gate_reasons')", n_refused, len(paths))
     return df
+
+
+def _verdict(path: Path, models: Sequence[LoadedModel], scores: list[float]) -> GateResult:
+    """The gate's verdict on one file: its image checks and each gated model's score."""
+    try:
+        facts = inspect(Path(path).read_bytes(), str(path))
+    except (CXRError, OSError) as exc:  # read a moment ago: only a race gets here
+        return GateResult([Reason("undecodable", "refuse", str(exc))])
+    gated = {m.name: (m.gate, s) for m, s in zip(models, scores) if m.gate is not None and np.isfinite(s)}
+    return assess(facts, gated)
 
 
 def write_predictions(df: pd.DataFrame, path: str | Path) -> Path:

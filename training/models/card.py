@@ -58,13 +58,16 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)        # the resolved TrainConfig + run facts
     split: dict[str, Any] = field(default_factory=dict)           # file, sha256, counts
     data: dict[str, Any] = field(default_factory=dict)            # sources, counts, parts, skipped
-    thresholds: dict[str, float] | None = None                    # per output, chosen on validation
+    thresholds: dict[str, float] | None = None                    # per output, chosen on validation,
+    #                                            on the calibrated scale when ``calibration`` is set
     threshold_method: str | None = None
     metrics: dict[str, Any] = field(default_factory=lambda: {"validation": {}, "test": {}})
     test_set: str | None = None                # "internal" | "external" | None (not evaluated)
     pretraining: dict[str, Any] | None = None  # a CXR-pretrained backbone: on what
     metadata_features: list[str] | None = None  # clinical fusion: the metadata inputs, in order
     metadata_encoder: dict[str, Any] | None = None  # clinical fusion: training.clinical encoder
+    calibration: dict[str, Any] | None = None  # training.evaluation.calibration.Calibration.to_json()
+    gate: dict[str, Any] | None = None         # training.gate.ood.OODGate.to_json(): feature-space OOD
     params: dict[str, int] | None = None
     versions: dict[str, str] | None = None
     created: str | None = None
@@ -72,7 +75,7 @@ class ModelCard:
     card_version: int = CARD_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
-    _OMIT_WHEN_NONE = ("pretraining", "metadata_features", "metadata_encoder")
+    _OMIT_WHEN_NONE = ("pretraining", "metadata_features", "metadata_encoder", "calibration", "gate")
 
     @classmethod
     def from_json(cls, raw: dict, path: str | os.PathLike | None = None) -> ModelCard:

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+
+from training.preprocess import decode_image
 import pandas as pd
 import pytest
 
 from training.clinical.features import ClinicalEncoder
 from training.clinical.fusion import (METADATA_NAME, balanced_class_weight, build_fusion_model,
                                       fit_head, fusion_parts)
-from tests.helpers.images import write_image
+from tests.helpers.images import write_xray
 from training.models.build import INPUT_NAME
 
 SIZE = 32
@@ -77,8 +79,8 @@ def test_saved_fused_model_loads_in_the_app(model, tmp_path):
     save_model(m, card, tmp_path / "models" / "fused")
     bank = ModelBank.from_dir(tmp_path / "models", device="cpu")  # warm-up runs both inputs
     assert bank.metadata_features == ["age", "sex"]
-    image = write_image(tmp_path / "x.png")
+    image = write_xray(tmp_path / "x.png")
     got = bank.predict(image.read_bytes(), "x.png", metadata={"age": 45, "sex": None}).models[0]
-    x = bank.prepare(image.read_bytes(), "x.png")["fused"][None].astype(np.float32)
+    x = bank.prepare(decode_image(image.read_bytes()))["fused"][None].astype(np.float32)
     direct = np.asarray(m([x, enc.encode_records([{"age": 45}])]))[0]
     np.testing.assert_allclose([o.probability for o in got.outputs], direct, rtol=1e-5, atol=1e-6)

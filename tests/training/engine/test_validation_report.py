@@ -3,6 +3,7 @@ from types import SimpleNamespace
 
 import keras
 import numpy as np
+import pytest
 
 from training.engine.fit import validation_report
 from training.evaluation.metrics import compute_metrics
@@ -23,7 +24,8 @@ def test_two_class_softmax_validation_uses_the_positive_threshold():
     images = np.broadcast_to((p_pos * 255).round()[:, None, None, None], (6, 4, 4, 3)).astype("uint8")
     prep = SimpleNamespace(targets=y, index={"val": np.arange(6)}, images={"val": images},
                            classes=["Normal", "Pneumonia"], task=SimpleNamespace(kind="single"))
-    metrics, thresholds, method = validation_report(_fixed_scores_model(), prep, batch_size=3)
+    metrics, thresholds, method, _ = validation_report(_fixed_scores_model(), prep, batch_size=3,
+                                                       calibration="none")
     assert 0.2 < thresholds["Pneumonia"] <= 0.30 and "youden" in method
     assert metrics["accuracy"] == 1.0  # the positive-class threshold separates them
     argmax = compute_metrics(y, np.stack([1 - p_pos, p_pos], 1), "single", prep.classes, None)
@@ -37,3 +39,37 @@ def test_a_threshold_list_is_honoured_like_a_dict():
     as_list = compute_metrics(y, p, "single", names, [0.5, 0.25])
     as_dict = compute_metrics(y, p, "single", names, {"a": 0.5, "b": 0.25})
     assert as_list["accuracy"] == as_dict["accuracy"] == 1.0
+
+
+def test_validation_report_calibrates_and_thresholds_on_the_calibrated_scale():
+    """The calibration is fitted on raw validation scores; thresholds and metrics use calibrated ones."""
+    rng = np.random.default_rng(0)
+    p_pos = rng.uniform(0.05, 0.95, 60).round(2)
+    y = np.eye(2, dtype="float32")[(rng.random(60) < 0.5 + 0.3 * (p_pos - 0.5)).astype(int)]
+    images = np.broadcast_to((p_pos * 255).round()[:, None, None, None], (60, 4, 4, 3)).astype("uint8")
+    prep = SimpleNamespace(targets=y, index={"val": np.arange(60)}, images={"val": images},
+                           classes=["Normal", "Pneumonia"], task=SimpleNamespace(kind="single"))
+    model = _fixed_scores_model()
+    metrics, thresholds, method, cal = validation_report(model, prep, batch_size=8)
+    assert cal.method == "temperature" and cal.params["temperature"] > 1  # over-confident scores
+    assert "calibrated by temperature" in method
+    raw = np.asarray(model.predict(images, verbose=0))
+    calibrated = cal.apply(raw)
+    assert cal.validation_ece["macro"]["calibrated"] < cal.validation_ece["macro"]["raw"]
+    want = compute_metrics(y, calibrated, "single", prep.classes, thresholds)
+    assert metrics["accuracy"] == want["accuracy"] and metrics["loss"] < metrics["loss_uncalibrated"]
+    _, raw_thresholds, _, identity = validation_report(model, prep, 8, calibration="none")
+    assert identity.is_identity
+    # the same cut between images, on each scale
+    cut = raw[:, 1] >= raw_thresholds["Pneumonia"]
+    assert (cut == (calibrated[:, 1] >= thresholds["Pneumonia"])).all()
+    assert thresholds["Pneumonia"] != pytest.approx(raw_thresholds["Pneumonia"])
+
+
+def test_no_validation_images_gives_identity_with_reason():
+    prep = SimpleNamespace(targets=np.zeros((0, 2), "float32"), index={"val": np.arange(0)},
+                           images={"val": np.zeros((0, 4, 4, 3), "uint8")},
+                           classes=["Normal", "Pneumonia"], task=SimpleNamespace(kind="single"))
+    _, thresholds, _, cal = validation_report(_fixed_scores_model(), prep, 3)
+    assert cal.is_identity and "no validation images" in cal.chosen_by
+    assert thresholds == {"Normal": 0.5, "Pneumonia": 0.5}

@@ -14,11 +14,17 @@ from PIL import Image
 SIZE = 16
 
 
+#: Image side: the smallest the input gate accepts (smaller images are refused as too small).
+SIDE = 128
+
+
 def write_cxr(path: Path, bright_share: float, seed: int) -> Path:
-    """A 32x32 grayscale PNG whose top ``bright_share`` of rows is bright (plus noise)."""
+    """A grayscale PNG whose top ``bright_share`` of rows is bright (plus noise): 32x32 noise
+    blocks upscaled to :data:`SIDE`, so models at 16 px see what they saw at 32 px."""
     rng = np.random.default_rng(seed)
     img = rng.random((32, 32)) * 60
     img[: int(round(bright_share * 32))] += 150
+    img = np.kron(img, np.ones((SIDE // 32, SIDE // 32)))
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(img.clip(0, 255).astype(np.uint8), "L").save(path)
     return path

@@ -25,7 +25,8 @@ def internal(world, tmp_path_factory):
 
 def test_internal_evaluation_outputs(world, internal):
     model, out, result = internal
-    for f in ("metrics.json", "report.html", "roc.png", "pr.png", "reliability.png", "confusion.png"):
+    for f in ("metrics.json", "report.html", "roc.png", "pr.png", "reliability_raw.png",
+              "reliability_calibrated.png", "confusion.png"):
         assert (out / f).is_file(), f
     split = pd.read_csv(world["split"])
     test = split[split["part"] == "test"]

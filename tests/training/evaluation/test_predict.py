@@ -18,7 +18,7 @@ def folder(world, tmp_path_factory):
     for i, f in enumerate(src):
         (root / "a" / f"sub{i % 3}").mkdir(parents=True, exist_ok=True)
         (root / "a" / f"sub{i % 3}" / f.name).write_bytes(f.read_bytes())
-    write_dicom(root / "a" / "scan_without_extension")
+    write_dicom(root / "a" / "scan_without_extension", h=160, w=160)  # the gate refuses < 128 px
     write_truncated(root / "a" / "broken.png")
     (root / "a" / "notes.txt").write_text("not an image")
     linked = tmp_path_factory.mktemp("linked")
@@ -68,7 +68,8 @@ def test_unreadable_file_reported_in_error_column_and_log(world, folder, caplog)
 
 def test_columns_single_multi_and_several_models(world, folder):
     one = predict_files([world["single"]], [folder / "a" / "sub1"])
-    assert list(one.columns) == ["path", "prob_Normal", "prob_Pneumonia", "pred", "error"]
+    assert list(one.columns) == ["path", "gate", "gate_reasons", "prob_Normal", "prob_Pneumonia",
+                                 "raw_prob_Normal", "raw_prob_Pneumonia", "pred", "ood_score", "error"]
     np.testing.assert_allclose(one[["prob_Normal", "prob_Pneumonia"]].sum(axis=1), 1, atol=1e-5)
     assert set(one["pred"]) <= {"Normal", "Pneumonia"}
     two = predict_files([world["single"], world["multi"]], [folder / "a" / "sub1"])
@@ -85,3 +86,18 @@ def test_write_predictions(world, folder, tmp_path, suffix):
     back = pd.read_csv(path) if suffix == ".csv" else pd.read_json(path)
     assert list(back["path"]) == list(df["path"])
     np.testing.assert_allclose(back["prob_Pneumonia"], df["prob_Pneumonia"], rtol=1e-6)
+
+
+def test_predict_writes_the_gate_verdict_and_withholds_refused_probabilities(world, tmp_path):
+    from tests.helpers.images import png_bytes
+
+    ok = sorted((world["root"] / "kermany").rglob("*.png"))[0]
+    tiny = tmp_path / "tiny.png"
+    tiny.write_bytes(png_bytes(np.full((40, 40), 90, np.uint8)))
+    df = predict_files([world["single"]], [ok, tiny]).set_index("path")
+    assert df.loc[str(ok), "gate"] in ("accept", "warn")
+    assert df.loc[str(tiny), "gate"] == "refuse"
+    assert "too_small" in df.loc[str(tiny), "gate_reasons"]
+    assert df.loc[str(tiny), ["prob_Normal", "raw_prob_Normal"]].isna().all()
+    assert pd.isna(df.loc[str(tiny), "pred"])
+    assert np.isfinite(df.loc[str(ok), "prob_Normal"])

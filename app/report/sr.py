@@ -1,0 +1,275 @@
+"""DICOM Structured Report of one prediction on a DICOM upload (highdicom, built in memory).
+
+The document is a Comprehensive SR (1.2.840.10008.5.1.4.1.1.88.33) holding a TID 1500
+"Imaging Measurement Report" (126000, DCM)::
+
+    language (TID 1204), observation context (TID 1001): a device observer "cxrlab"
+    procedure reported: Plain chest X-ray (399208008, SCT)
+    Imaging Measurements (126010, DCM)
+      one Measurement Group (TID 1501) per model:
+        tracking identifier = the model's name, with a fresh tracking UID
+        algorithm identification (TID 4019): name = model name,
+          version = "<cxrlab version> sha256:<first 16 hex>", parameters = architecture,
+          input size, calibration, per-output thresholds, full sha256, test-set summary, ...
+        source of measurement: the uploaded instance
+        per output: NUM "Probability of <output>" (99CXRLAB local code), unit (1, UCUM,
+          "no units"), the calibrated probability (FD, full precision; DS rounded by highdicom)
+        per output: CODE "<output>" (99CXRLAB) = Present (52101004, SCT) when positive (over
+          the model's threshold), else Absent (272519000, SCT)
+    Qualitative Evaluations (C0034375, UMLS; TID 1500 rows 12-14), TEXT items:
+      Comment (121106, DCM): "RESEARCH, NOT FOR CLINICAL USE. " + the result's disclaimer
+      input quality gate verdict, then one item per gate reason ("warn too_small: ...")
+      per-model input-gate warnings, chance-level outputs, model disagreement, flags
+
+"Not for clinical use" is carried in SeriesDescription, in that Comment, and by the flags:
+CompletionFlag COMPLETE, PreliminaryFlag PRELIMINARY, VerificationFlag UNVERIFIED.
+
+Privacy: patient and study attributes come only from the source (highdicom copies its
+Patient and General Study modules, and the source's equipment into the Contributing Equipment
+Sequence: the source's institution, address, department, station name and device serial
+number are removed from that copy first). Nothing else identifying is added.
+
+A refused upload has no results to report: :class:`~app.report.ReportError`.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import highdicom as hd
+import pydicom
+from highdicom.coding_schemes import CodingSchemeIdentificationItem
+from highdicom.sr import CodedConcept
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+import training
+from app.report import ReportError, disclaimer, test_summary
+
+LOCAL = "99CXRLAB"  # private coding scheme for what SNOMED/DCM have no code for (the outputs)
+SERIES_DESCRIPTION = "cxrlab AI results - RESEARCH, NOT FOR CLINICAL USE"
+SERIES_NUMBER = 9901
+MANUFACTURER = "cxrlab"
+MODEL_NAME = "cxrlab (research software)"  # the device observer's model and manufacturer name
+EQUIPMENT_MODEL = "research software"  # General Equipment: shown as "cxrlab (research software)"
+NOT_FOR_CLINICAL_USE = "RESEARCH, NOT FOR CLINICAL USE."
+
+UNITLESS = CodedConcept("1", "UCUM", "no units")
+PLAIN_CHEST_XRAY = CodedConcept("399208008", "SCT", "Plain chest X-ray")
+QUALITATIVE_EVALUATIONS = CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
+GATE_VERDICT = CodedConcept("GATE-VERDICT", LOCAL, "Input quality gate verdict")
+GATE_REASON = CodedConcept("GATE-REASON", LOCAL, "Input quality gate reason")
+MODEL_GATE = CodedConcept("MODEL-GATE", LOCAL, "Model input gate warning")
+CHANCE = CodedConcept("CHANCE-LEVEL", LOCAL, "No better than chance on its test set")
+AGREEMENT = CodedConcept("DISAGREEMENT", LOCAL, "Models disagree")
+FLAG = CodedConcept("FLAG", LOCAL, "Consistency flag")
+
+#: Type 1 attributes the SR needs from the source (its references and its evidence).
+REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality",
+            "Rows", "Columns")
+#: Type 2 patient/study attributes highdicom reads; an anonymiser may have deleted them, and
+#: DICOM lets them be present but empty, so they are added empty (to the evidence copy only).
+TYPE2 = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
+         "StudyDate", "StudyTime", "ReferringPhysicianName")
+#: Equipment attributes highdicom would copy into the Contributing Equipment Sequence: they
+#: name a site or a device, which this report has no need to repeat.
+EQUIPMENT_IDS = ("InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
+                 "StationName", "DeviceSerialNumber")
+
+
+def build_sr(result: dict[str, Any], image_bytes: bytes, filename: str) -> bytes:
+    """The SR for ``result`` (the ``/api/predict`` JSON) on the uploaded DICOM, as file bytes."""
+    source = read_source(image_bytes, filename)
+    if (result.get("gate") or {}).get("verdict") == "refuse":
+        raise ReportError(f"{filename} was refused by the input quality gate: there are no results "
+                          "to put in a DICOM SR; ask for format=pdf to see the reasons")
+    models = [m for m in result.get("models") or [] if m]
+    if not models:
+        raise ReportError("the result has no model outputs to put in a DICOM SR")
+    try:
+        document = _document(result, models, source)
+    except (AttributeError, TypeError, ValueError) as exc:  # highdicom refusing the source
+        raise ReportError(f"cannot build a DICOM SR from {filename}: {exc}") from exc
+    buffer = io.BytesIO()
+    document.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def read_source(image_bytes: bytes, filename: str) -> Dataset:
+    """The upload as a dataset (no pixel data), or :class:`ReportError` naming what is missing."""
+    try:
+        # force: a .dcm without the 128-byte preamble is DICOM too (as for the prediction).
+        ds = pydicom.dcmread(io.BytesIO(image_bytes), force=True, stop_before_pixels=True)
+    except Exception as exc:  # noqa: BLE001 -- any parser failure means "not readable DICOM"
+        raise ReportError(f"{filename} cannot be read as DICOM ({type(exc).__name__}: {exc})") from exc
+    missing = [name for name in REQUIRED if not str(ds.get(name, "") or "").strip()]
+    if missing:
+        raise ReportError(f"{filename} lacks DICOM attributes a structured report must reference: "
+                          f"{', '.join(missing)}")
+    return ds
+
+
+def evidence_copy(source: Dataset) -> Dataset:
+    """The source without site/device identifiers, with absent Type 2 patient/study attributes empty."""
+    ds = Dataset()
+    for element in source:  # iterating converts raw elements, decoded with the source's charset
+        if element.keyword not in EQUIPMENT_IDS:
+            ds.add(element)
+    for keyword in TYPE2:
+        if keyword not in ds:
+            setattr(ds, keyword, None)
+    return ds
+
+
+def _document(result: dict[str, Any], models: list[dict[str, Any]], source: Dataset) -> hd.sr.ComprehensiveSR:
+    evidence = evidence_copy(source)
+    report = hd.sr.MeasurementReport(
+        observation_context=_observation_context(),
+        procedure_reported=PLAIN_CHEST_XRAY,
+        imaging_measurements=[_group(model, evidence) for model in models],
+    )
+    report[0].ContentSequence.append(_qualitative_evaluations(result, models))
+    return hd.sr.ComprehensiveSR(
+        evidence=[evidence],
+        content=report[0],
+        series_instance_uid=hd.UID(),
+        series_number=SERIES_NUMBER,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=EQUIPMENT_MODEL,
+        software_versions=str(training.__version__),
+        series_description=SERIES_DESCRIPTION,
+        is_complete=True,
+        is_final=False,  # PRELIMINARY: not a definitive communication of findings
+        is_verified=False,
+        coding_schemes=[CodingSchemeIdentificationItem(
+            designator=LOCAL, name="cxrlab local codes", responsible_organization=MANUFACTURER)],
+        specific_character_set=character_set(result, source),
+    )
+
+
+def character_set(result: dict[str, Any], source: Dataset) -> str | list[str] | None:
+    """The source's Specific Character Set, or UTF-8 when the text the SR adds is not ASCII.
+
+    Model names and gate messages may use any character (e.g. "×"). The source's own character
+    set is kept when it can: dcmtk, for one, checks VRs only in the older sets. pydicom
+    re-encodes the copied patient/study values, which it decoded with the source's set.
+    """
+    if json.dumps(result, ensure_ascii=False, default=str).isascii():
+        return source.get("SpecificCharacterSet")
+    return "ISO_IR 192"
+
+
+def _observation_context() -> hd.sr.ObservationContext:
+    # A stable device UID (derived from the name), so every cxrlab SR names the same observer.
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=generate_uid(prefix=None, entropy_srcs=["cxrlab device observer"]),
+        name="cxrlab", manufacturer_name=MODEL_NAME, model_name=MODEL_NAME)
+    return hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
+        observer_type=codes.cid270.Device, observer_identifying_attributes=device))
+
+
+def _group(model: dict[str, Any], source: Dataset) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """TID 1501 for one model: its algorithm, the source image, a probability and a present/absent per output."""
+    outputs = [o for o in model.get("outputs") or [] if o.get("name")]
+    measurements = [
+        hd.sr.Measurement(name=probability_concept(o["name"]), value=float(o["probability"]), unit=UNITLESS)
+        for o in outputs if o.get("probability") is not None]
+    evaluations = [
+        hd.sr.QualitativeEvaluation(name=finding_concept(o["name"]),
+                                    value=codes.SCT.Present if o["positive"] else codes.SCT.Absent)
+        for o in outputs if o.get("positive") is not None]
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=str(model["name"])),
+        algorithm_id=algorithm(model),
+        measurements=measurements or None,
+        qualitative_evaluations=evaluations or None,
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
+    )
+
+
+def algorithm(model: dict[str, Any]) -> hd.sr.AlgorithmIdentification:
+    """TID 4019 for a model: version carries the checkpoint's hash, parameters its settings."""
+    sha = str(model.get("model_sha256") or "")
+    version = f"{model.get('cxrlab_version') or 'unknown'} sha256:{sha[:16] or 'unknown'}"
+    return hd.sr.AlgorithmIdentification(name=str(model["name"]), version=version,
+                                         parameters=list(algorithm_parameters(model)),
+                                         manufacturer=MANUFACTURER)
+
+
+def algorithm_parameters(model: dict[str, Any]) -> Iterator[str]:
+    """``key=value`` strings describing how the model's outputs were made and tested."""
+    for key in ("architecture", "input_size", "calibration", "created", "model_sha256"):
+        if model.get(key) is not None:
+            yield f"{key}={model[key]}"
+    for output in model.get("outputs") or []:
+        if output.get("threshold") is not None:
+            yield f"threshold[{output.get('name')}]={output['threshold']}"
+    gate = model.get("gate")
+    if gate:
+        yield f"input_gate={gate.get('verdict')} score={gate.get('score')} p_value={gate.get('p_value')}"
+    yield f"test={test_summary(model.get('test'))}"
+
+
+def _qualitative_evaluations(result: dict[str, Any], models: list[dict[str, Any]]) -> hd.sr.ContainerContentItem:
+    """TID 1500 row 12: the disclaimer, the gate's verdict and reasons, and the caveats, as TEXT."""
+    container = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS,
+                                           relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+    container.ContentSequence = hd.sr.ContentSequence(
+        [_text(concept, value) for concept, value in caveats(result, models)])
+    return container
+
+
+def caveats(result: dict[str, Any], models: list[dict[str, Any]]) -> Iterator[tuple[CodedConcept, str]]:
+    """(concept, text) pairs for the Qualitative Evaluations container, the disclaimer first."""
+    yield CodedConcept.from_code(codes.DCM.Comment), f"{NOT_FOR_CLINICAL_USE} {disclaimer(result)}"
+    gate = result.get("gate") or {}
+    yield GATE_VERDICT, str(gate.get("verdict") or "not recorded")
+    for reason in gate.get("reasons") or []:
+        yield GATE_REASON, f"{reason.get('level')} {reason.get('code')}: {reason.get('message')}"
+    for model in models:
+        model_gate = model.get("gate") or {}
+        if model_gate.get("verdict") == "warn":
+            yield MODEL_GATE, (f"{model['name']}: input gate warn (score {model_gate.get('score')}, "
+                               f"threshold {model_gate.get('threshold')})")
+        for output in model.get("outputs") or []:
+            if output.get("chance_level"):
+                yield CHANCE, f"{model['name']}: {output.get('name')}"
+    for name, agree in (result.get("agreement") or {}).items():
+        if agree and agree.get("disagree"):
+            yield AGREEMENT, (f"{name}: {agree.get('n_positive')} of {agree.get('n_models')} models "
+                              f"positive, probabilities {agree.get('min')} to {agree.get('max')}")
+    for flag in result.get("flags") or []:
+        yield FLAG, f"{flag.get('model')}: {', '.join(map(str, flag.get('outputs') or []))}: {flag.get('message')}"
+
+
+def _text(concept: CodedConcept, value: str) -> hd.sr.TextContentItem:
+    return hd.sr.TextContentItem(name=concept, value=value,
+                                 relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+
+
+def output_code(name: str, prefix: str) -> str:
+    """A local code value (SH: at most 16 characters) for an output name, unique per name."""
+    slug = re.sub(r"[^A-Z0-9]+", "-", name.upper()).strip("-")
+    room = 16 - len(prefix)
+    if not slug or len(slug) > room:
+        # Long (or symbol-only) names: keep a readable start, and a hash so names stay apart.
+        digest = hashlib.sha256(name.encode()).hexdigest()[:4].upper()
+        slug = f"{slug[:room - 5]}-{digest}".lstrip("-")
+    return prefix + slug
+
+
+def probability_concept(name: str) -> CodedConcept:
+    """The NUM's concept name for an output's calibrated probability (LO meaning: 64 characters)."""
+    return CodedConcept(output_code(name, "P-"), LOCAL, f"Probability of {name}"[:64])
+
+
+def finding_concept(name: str) -> CodedConcept:
+    """The CODE's concept name for an output's present/absent evaluation."""
+    return CodedConcept(output_code(name, "F-"), LOCAL, name[:64])

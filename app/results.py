@@ -1,0 +1,123 @@
+"""One prediction as the API contract (README, "API"): the page, the JSON API and the reports
+all read this dict, so they cannot disagree.
+
+Besides each model's calibrated and raw probabilities it says how far to trust them: the
+gate's verdict, whether each output did better than chance on its test set (AUC 95% CI above
+0.5), how many models agree per output, and mutually exclusive outputs that are both positive.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from app.cards import short_card
+from app.config import DISCLAIMER
+from app.metrics_view import test_summary
+from app.model_bank import NORMAL_CLASSES
+from training import __version__
+from training.evaluation.estimate import Estimate
+
+CHANCE = "no better than chance on its test set (AUC 95% CI includes 0.5)"
+UNTESTED = "not evaluated on a test set: how good it is is unknown"
+
+
+def output_trust(card: Any) -> dict[str, dict[str, Any]]:
+    """Per output: its test AUC with CI and whether it is chance-level (or untested)."""
+    summary = test_summary(card)
+    rows = {r.name: r.cells[0] for r in summary.outputs} if summary else {}
+    out = {}
+    for name in card.outputs:
+        auc = rows.get(name)
+        if auc is None or auc.value is None:
+            out[name] = {"test_auc": None, "chance_level": True, "note": UNTESTED}
+        else:
+            chance = auc.includes(0.5) or auc.high is None or auc.high <= 0.5
+            out[name] = {"test_auc": auc.to_json(), "chance_level": chance,
+                         "note": CHANCE if chance else None}
+    return out
+
+
+def model_test(card: Any) -> dict[str, Any]:
+    """The model's test set in one line: which, how big, its macro AUC with CI."""
+    summary = test_summary(card)
+    if summary is None:
+        return {"test_set": None, "n_images": None, "macro_auc": None, "chance_level": True,
+                "split": None, "note": UNTESTED}
+    auc = summary.macro[0]
+    return {"test_set": summary.test_set, "n_images": summary.n_images,
+            "n_patients": summary.n_patients, "part": summary.part,
+            "split": "patient-disjoint split" + (f" ({summary.split})" if summary.split else ""),
+            "macro_auc": auc.to_json() if auc.value is not None else None,
+            "chance_level": auc.value is None or auc.includes(0.5)}
+
+
+def agreement(models: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per output name: models having it, how many call it positive, the probability spread."""
+    table: dict[str, list[dict[str, Any]]] = {}
+    for m in models:
+        for o in m["outputs"]:
+            table.setdefault(o["name"], []).append(o)
+    out = {}
+    for name, rows in table.items():
+        probs = [o["probability"] for o in rows]
+        positive = sum(bool(o["positive"]) for o in rows)
+        out[name] = {"n_models": len(rows), "n_positive": positive,
+                     "min": min(probs), "max": max(probs), "spread": max(probs) - min(probs),
+                     "disagree": 0 < positive < len(rows)}
+    return out
+
+
+def exclusive_flags(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Contradictions inside one model: "nothing found" (``NORMAL_CLASSES``) positive with a
+    finding, or two classes of a softmax (mutually exclusive) model positive at once."""
+    flags = []
+    for m in models:
+        positive = [o["name"] for o in m["outputs"] if o["positive"]]
+        normal = [p for p in positive if p in NORMAL_CLASSES]
+        findings = [p for p in positive if p not in NORMAL_CLASSES]
+        if normal and findings:
+            flags.append({"model": m["name"], "outputs": normal + findings,
+                          "message": f"{m['name']}: {' and '.join(normal + findings)} are both positive, "
+                                     "but they exclude each other; treat this column as unreliable."})
+        elif m["kind"] == "single" and len(positive) > 1:
+            flags.append({"model": m["name"], "outputs": positive,
+                          "message": f"{m['name']}: {', '.join(positive)} are all over their thresholds, "
+                                     "but this model's classes are mutually exclusive."})
+    return flags
+
+
+def _model_json(result: Any, served: Any) -> dict[str, Any]:
+    card = served.card
+    trust = output_trust(card)
+    outputs = [{**vars(o), **trust[o.name]} for o in result.outputs]
+    entry = {"name": result.name, "architecture": result.architecture,
+             "input_size": result.input_size, "kind": card.kind,
+             "model_sha256": card.model_sha256,
+             "cxrlab_version": (card.versions or {}).get("cxrlab", __version__),
+             "created": card.created,
+             "calibration": (card.calibration or {}).get("method", "none"),
+             "card": short_card(card), "test": model_test(card), "outputs": outputs,
+             "seconds": round(result.seconds, 4)}
+    if result.heatmaps:
+        entry["heatmap_class"] = result.heatmap_class
+        entry["heatmaps"] = {k: h.image for k, h in result.heatmaps.items() if h.image}
+        entry["heatmap_notes"] = {k: h.problem for k, h in result.heatmaps.items() if h.problem}
+    if result.heatmap_problem:
+        entry.update(heatmap_class=None, heatmaps={}, heatmap_notes={"*": result.heatmap_problem})
+    return entry
+
+
+def result_json(prediction: Any, bank: Any, filename: str) -> dict[str, Any]:
+    """The API contract for one prediction (also what the page and the reports render)."""
+    gate = prediction.gate.to_json()
+    models = [_model_json(r, bank.get(r.name)) for r in prediction.models]
+    for m in models:
+        m["gate"] = gate["models"].get(m["name"])
+    return {"filename": filename, "gate": gate, "models": models,
+            "agreement": agreement(models), "flags": exclusive_flags(models),
+            "image": {"width": prediction.width, "height": prediction.height},
+            "seconds": round(prediction.seconds, 4), "disclaimer": DISCLAIMER}
+
+
+def estimate(raw: Any) -> Estimate:
+    """For templates: an Estimate from its JSON form."""
+    return Estimate.of(raw)

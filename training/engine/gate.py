@@ -1,0 +1,75 @@
+"""Fitting a model's OOD gate on its own split: training features for μ/Σ, validation for thresholds.
+
+Training calls :func:`fit_model_gate` after the last epoch; :func:`refit_gate` does the same
+for a saved model (``python -m training fit-gate``), reloading the images the trainer used
+through its config and the image cache.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+
+from training.engine.features import compute_features
+from training.gate.ood import OODGate, fit_gate, save_gate
+from training.gate.verdict import REFUSE_ALPHA
+from training.models.parts import feature_model, gate_layers
+
+log = logging.getLogger(__name__)
+
+
+def fit_model_gate(model: keras.Model, train_images: np.ndarray, val_images: np.ndarray,
+                   gradcam_layer: str | None = None, batch_size: int = 32) -> OODGate:
+    """The gate of ``model`` from uint8 training and validation images (inference mode)."""
+    layers = gate_layers(model, gradcam_layer)
+    fm = feature_model(model, layers)
+    train = compute_features(fm, train_images, batch_size)
+    val = compute_features(fm, val_images, batch_size) if len(val_images) else train[:0]
+    gate = fit_gate(train, val, feature_layers=layers)
+    log.info("OOD gate: %d training / %d validation images, 95th / 99th percentile %.2f / %.2f",
+             len(train), len(val), gate.warn_threshold, gate.threshold)
+    if 4 / (len(val) + 1) > REFUSE_ALPHA:
+        log.warning("OOD gate: with %d validation images, a bank of four models cannot refuse an "
+                    "image on this model's score alone (its smallest p-value is 1/%d; a refusal needs "
+                    "4 x p <= %.2f): a validation part of >= %d images is needed for that",
+                    len(val), len(val) + 1, REFUSE_ALPHA, int(4 / REFUSE_ALPHA) - 1)
+    return gate
+
+
+def refit_gate(model_dir: str | Path, data: Sequence[str] | None = None,
+               batch_size: int = 32) -> dict[str, Any]:
+    """Fit the gate of a saved model on its split; writes ``gate.npz`` and the card's ``gate``."""
+    from training.config import load_config  # the run's own config (imports the data layer)
+    from training.engine.prepare import prepare
+    from training.models.card import load_model, update_card
+
+    d = Path(model_dir)
+    model, card = load_model(d)
+    overrides: dict[str, Any] = {"split": card.split.get("file"), "out": str(d)}
+    if data:
+        overrides["data"] = list(data)
+    config = d / "config.yaml"
+    if config.is_file():
+        cfg = load_config(config, overrides=overrides)
+    else:
+        cfg = load_config(None, overrides={**_card_config(card), **overrides})
+    cfg = dataclasses.replace(cfg, max_images=None)  # every training image describes the domain
+    prep = prepare(cfg)
+    gate = fit_model_gate(model, prep.images["train"], prep.images["val"], card.gradcam_layer,
+                          batch_size)
+    entry = save_gate(gate, d)
+    update_card(d, gate=entry)
+    return entry
+
+
+def _card_config(card: Any) -> dict[str, Any]:
+    """The training config keys a card records (for models saved without config.yaml)."""
+    from training.config import config_keys
+
+    # "feature_cache" in the card is the trainer's fact (bool), not the config's setting.
+    keys = set(config_keys()) - {"feature_cache"}
+    return {k: v for k, v in (card.training or {}).items() if k in keys and v is not None}

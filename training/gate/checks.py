@@ -1,0 +1,211 @@
+"""Image-level checks of the input gate: what can be said before any model runs.
+
+:func:`inspect` reads an uploaded file once into :class:`ImageFacts` (size, a small RGB
+preview, DICOM tags); :func:`image_reasons` turns the facts into :class:`Reason`s. Each
+check's limits are module constants, measured on the shared X-rays and non-X-ray images
+(docs/gate.md, ``benchmarks/bench_gate.py``), not guessed.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from training import preprocess as pp
+from training.gate.verdict import Reason
+
+#: Shorter side below this: too little detail for any of the models (refuse).
+MIN_SIDE = 128
+#: Longer / shorter side: above WARN an unusual crop, above REFUSE not a chest image.
+ASPECT_WARN, ASPECT_REFUSE = 2.0, 3.0
+#: Standard deviation (0-255 scale) of the preview below which the image is near-constant.
+MIN_STD = 4.0
+#: Share of the preview's pixels with chroma over CHROMA_PIXEL: over REFUSE a colour picture,
+#: over WARN coloured marks (arrows, labels) on an X-ray.
+CHROMA_PIXEL = 24.0
+COLOUR_WARN, COLOUR_REFUSE = 0.02, 0.5
+#: Mediastinum-minus-lung contrast (0-255) below which the image looks inverted (bone dark).
+INVERTED_BELOW = -8.0
+#: DICOM modalities that are projection radiographs; anything else (CT, MR, US...) is refused.
+XRAY_MODALITIES = frozenset({"CR", "DX", "DR", "RG", "RF", "PX"})
+LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "L"})
+CHEST_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "RIBS", "HEART", ""})
+PREVIEW = 256
+#: Pillow modes whose colour the colour check must see (the rest are grayscale by nature).
+COLOUR_MODES = frozenset({"RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"})
+
+
+@dataclass
+class ImageFacts:
+    """What the checks need to know about one file (no model involved)."""
+
+    width: int
+    height: int
+    decoded: np.ndarray                 # float32 (H, W): preprocess.decode_image's output
+    preview: np.ndarray                 # uint8 (h, w, 3), longer side <= PREVIEW
+    gray: np.ndarray                    # float32 (h, w) in [0, 255], the preview's luma
+    dicom: dict[str, Any] = field(default_factory=dict)   # selected tags of a DICOM upload
+
+
+def inspect(data: bytes, name: str) -> ImageFacts:
+    """Facts about an uploaded file; :class:`~training.errors.ImageDecodeError` if undecodable."""
+    if pp._is_dicom(data, name):
+        return _inspect_dicom(data, name)
+    gray = pp.decode_image(data, name=name)  # the clear decode errors, and truncation checks
+    img = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    height, width = gray.shape
+    if img.mode not in COLOUR_MODES:  # 16-bit, float, 1-bit: Pillow's RGB conversion clips them
+        return ImageFacts(width, height, gray, *_gray_preview(gray))
+    img.draft("RGB", (PREVIEW, PREVIEW))  # JPEG: decode at reduced size (fast)
+    rgb = img.convert("RGB")
+    rgb.thumbnail((PREVIEW, PREVIEW), Image.Resampling.BILINEAR)
+    preview = np.asarray(rgb, dtype=np.uint8)
+    return ImageFacts(width, height, gray, preview, _luma(preview))
+
+
+def _gray_preview(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(preview, luma)`` of a grayscale image in any intensity range (min-max to 0-255)."""
+    img = Image.fromarray(_to_uint8(gray))
+    img.thumbnail((PREVIEW, PREVIEW), Image.Resampling.BILINEAR)
+    preview = np.repeat(np.asarray(img)[..., None], 3, axis=-1)
+    return preview, _luma(preview)
+
+
+def _inspect_dicom(data: bytes, name: str) -> ImageFacts:
+    import pydicom  # DICOM input only
+
+    gray = pp.decode_image(data, name=name)
+    ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=data[128:132] != b"DICM")
+    tags = {key: str(ds.get(key, "") or "").strip() for key in
+            ("Modality", "ViewPosition", "BodyPartExamined", "PhotometricInterpretation",
+             "PresentationLUTShape", "ImageLaterality")}
+    tags["SamplesPerPixel"] = int(ds.get("SamplesPerPixel", 1) or 1)
+    height, width = gray.shape
+    return ImageFacts(width, height, gray, *_gray_preview(gray), tags)
+
+
+def _to_uint8(gray: np.ndarray) -> np.ndarray:
+    lo, hi = float(gray.min()), float(gray.max())
+    if hi <= lo:
+        return np.zeros(gray.shape, np.uint8)
+    return np.rint((gray - lo) / (hi - lo) * 255.0).astype(np.uint8)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb.astype(np.float32) @ pp._LUMA
+
+
+# ------------------------------------------------------------------ measurements
+
+def colour_share(preview: np.ndarray) -> float:
+    """Share of pixels whose chroma (distance from gray in YCbCr's CbCr plane) is large."""
+    ycbcr = np.asarray(Image.fromarray(preview).convert("YCbCr"), dtype=np.float32)
+    chroma = np.hypot(ycbcr[..., 1] - 128.0, ycbcr[..., 2] - 128.0)
+    return float((chroma > CHROMA_PIXEL).mean())
+
+
+def mediastinum_contrast(gray: np.ndarray) -> float:
+    """Mean of the central vertical strip minus the mean of the two lung fields (0-255).
+
+    On a frontal chest X-ray the mediastinum and spine are bright and the lungs dark, so
+    this is clearly positive; an inverted image (bone dark) makes it negative.
+    """
+    g = _square_crop(gray)
+    h, w = g.shape
+    if min(h, w) < 16:  # too few pixels for regions (such images are refused as too small)
+        return 0.0
+    rows = slice(int(0.25 * h), int(0.70 * h))
+    centre = g[rows, int(0.44 * w):int(0.56 * w)]
+    lungs = np.concatenate([g[rows, int(0.18 * w):int(0.34 * w)].ravel(),
+                            g[rows, int(0.66 * w):int(0.82 * w)].ravel()])
+    return float(centre.mean() - lungs.mean())
+
+
+def _square_crop(g: np.ndarray) -> np.ndarray:
+    h, w = g.shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return g[top:top + side, left:left + side]
+
+
+# ------------------------------------------------------------------ the checks
+
+def image_reasons(facts: ImageFacts) -> list[Reason]:
+    """Every reason this image is not, or may not be, a frontal chest X-ray the models can judge."""
+    return _geometry(facts) + _content(facts) + _dicom(facts.dicom)
+
+
+def _geometry(f: ImageFacts) -> list[Reason]:
+    out = []
+    short, long = sorted((f.width, f.height))
+    if short < MIN_SIDE:
+        out.append(Reason("too_small", "refuse",
+                          f"The image is {f.width}×{f.height} px; its shorter side is under "
+                          f"{MIN_SIDE} px, too little detail to judge. Upload the original image."))
+    ratio = long / max(short, 1)
+    if ratio > ASPECT_REFUSE:
+        out.append(Reason("aspect_ratio", "refuse",
+                          f"The image is {ratio:.1f} times longer than wide ({f.width}×{f.height} px): "
+                          "not a chest radiograph. Upload the whole frontal chest image."))
+    elif ratio > ASPECT_WARN:
+        out.append(Reason("aspect_ratio", "warn",
+                          f"Unusual aspect ratio {ratio:.1f} ({f.width}×{f.height} px): the image may be "
+                          "cropped; the models saw whole chest images."))
+    return out
+
+
+def _content(f: ImageFacts) -> list[Reason]:
+    out = []
+    std = float(f.gray.std())
+    if std < MIN_STD:
+        out.append(Reason("near_constant", "refuse",
+                          f"The image is nearly uniform (standard deviation {std:.1f} of 255): there "
+                          "is nothing to judge. Check the export (window, blank frame)."))
+        return out  # colour and photometry mean nothing on a blank image
+    share = colour_share(f.preview)
+    if share > COLOUR_REFUSE:
+        out.append(Reason("colour", "refuse",
+                          f"{share:.0%} of the pixels are coloured: this looks like a colour photograph, "
+                          "not an X-ray. Upload the radiograph itself (DICOM, or a grayscale PNG/JPEG)."))
+    elif share > COLOUR_WARN:
+        out.append(Reason("colour", "warn",
+                          f"{share:.0%} of the pixels are coloured (marks or labels?): the models "
+                          "were trained on unmarked grayscale images."))
+    contrast = mediastinum_contrast(f.gray)
+    if contrast < INVERTED_BELOW:
+        out.append(Reason("inverted", "warn",
+                          f"The centre of the image is darker than the lung fields (contrast "
+                          f"{contrast:.0f}): it may be inverted (bone dark) or not a frontal chest view."))
+    return out
+
+
+def _dicom(tags: dict[str, Any]) -> list[Reason]:
+    if not tags:
+        return []
+    out = []
+    modality = tags.get("Modality", "").upper()
+    if modality and modality not in XRAY_MODALITIES:
+        out.append(Reason("modality", "refuse",
+                          f"The DICOM modality is {modality}, not a projection radiograph (CR/DX): "
+                          "the models read chest X-rays only."))
+    view = tags.get("ViewPosition", "").upper()
+    if view in LATERAL_VIEWS:
+        out.append(Reason("lateral_view", "refuse",
+                          f"The DICOM view position is {view} (lateral): the models read frontal "
+                          "(PA/AP) chest X-rays only."))
+    part = tags.get("BodyPartExamined", "").upper()
+    if part not in CHEST_PARTS:
+        out.append(Reason("body_part", "refuse",
+                          f"The DICOM body part is {part}, not the chest."))
+    if tags.get("PresentationLUTShape", "").upper() == "INVERSE":
+        out.append(Reason("photometry", "warn",
+                          "The DICOM asks for an inverted presentation (Presentation LUT Shape "
+                          "INVERSE), which is not applied here: grey levels may be reversed."))
+    if int(tags.get("SamplesPerPixel", 1)) > 1:
+        out.append(Reason("photometry", "warn",
+                          f"The DICOM has colour pixels ({tags.get('PhotometricInterpretation')}); "
+                          "X-rays are MONOCHROME1/2."))
+    return out
