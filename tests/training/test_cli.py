@@ -89,8 +89,8 @@ def test_evaluate_and_compare_pass_the_data_options_on(command, monkeypatch, tmp
 
 
 def test_load_eval_set_gives_the_loader_the_options(monkeypatch, tmp_path):
-    import training.evaluation.evaluate as evaluate
-    from training.evaluation.evaluate import load_eval_set
+    import training.evaluation.evalset as evalset
+    from training.evaluation.evalset import load_eval_set
 
     seen = {}
 
@@ -98,7 +98,7 @@ def test_load_eval_set_gives_the_loader_the_options(monkeypatch, tmp_path):
         seen.update(kw)
         raise CXRError("stop here")
 
-    monkeypatch.setattr(evaluate, "load_datasets", loader)
+    monkeypatch.setattr(evalset, "load_datasets", loader)
     from training.models.card import ModelCard
 
     card = ModelCard("m", "resnet50", "pneumonia", "single", ["Normal", "Pneumonia"], 32, {"size": 32},

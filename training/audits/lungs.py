@@ -15,8 +15,8 @@ from training.audits.features import original_size
 from training.errors import CXRError, DataError
 from training.data.formats import load_dataset
 from training.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
-from training.evaluation.evaluate import task_targets
-from training.evaluation.evaluate import training_split
+from training.evaluation.evalset import task_targets
+from training.evaluation.evalset import training_split
 from training.evaluation.predict import load_models, predict_array
 from training.preprocess import decode_image, preprocess
 

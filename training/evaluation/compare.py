@@ -16,9 +16,8 @@ import pandas as pd
 
 from training.errors import ImageDecodeError, ModelCardError, SplitError
 from training.evaluation.bootstrap import ScalarMetric, paired_bootstrap
-from training.evaluation.evaluate import (DISCLAIMER, SEED, check_overlap, image_cache, load_eval_set,
-                                          model_thresholds, rounded, score, slug, training_split,
-                                          write_json)
+from training.evaluation.evalset import check_overlap, image_cache, load_eval_set, training_split
+from training.evaluation.evaluate import DISCLAIMER, SEED, model_thresholds, rounded, score, slug, write_json
 from training.evaluation.predict import LoadedModel, load_models, predict_paths
 from training.evaluation.report import render_comparison
 from training.evaluation import plots

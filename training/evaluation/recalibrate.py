@@ -19,8 +19,8 @@ from training.data.formats import load_datasets
 from training.data.splits import split_hash
 from training.errors import CXRError, SplitError
 from training.evaluation.calibration import Calibration, fit_calibration
-from training.evaluation.evaluate import (EvalSet, image_cache, task_targets, training_split,
-                                          validation_predictions)
+from training.evaluation.evalset import EvalSet, image_cache, task_targets, training_split
+from training.evaluation.evaluate import validation_predictions
 from training.evaluation.metrics import compute_metrics
 from training.evaluation.predict import LoadedModel, load_models
 from training.evaluation.thresholds import METHODS as THRESHOLD_METHODS
