@@ -20,9 +20,12 @@ CHANCE = "no better than chance on its test set (AUC 95% CI includes 0.5)"
 UNTESTED = "not evaluated on a test set: how good it is is unknown"
 
 
-def output_trust(card: Any) -> dict[str, dict[str, Any]]:
-    """Per output: its test AUC with CI and whether it is chance-level (or untested)."""
-    summary = test_summary(card)
+def output_trust(card: Any, summary: Any = None) -> dict[str, dict[str, Any]]:
+    """Per output: its test AUC with CI and whether it is chance-level (or untested).
+
+    ``summary``: the card's ``test_summary`` when the caller has it already.
+    """
+    summary = summary or test_summary(card)
     rows = {r.name: r.cells[0] for r in summary.outputs} if summary else {}
     out = {}
     for name in card.outputs:
@@ -36,9 +39,9 @@ def output_trust(card: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def model_test(card: Any) -> dict[str, Any]:
+def model_test(card: Any, summary: Any = None) -> dict[str, Any]:
     """The model's test set in one line: which, how big, its macro AUC with CI."""
-    summary = test_summary(card)
+    summary = summary or test_summary(card)
     if summary is None:
         return {"test_set": None, "n_images": None, "macro_auc": None, "chance_level": True,
                 "split": None, "note": UNTESTED}
@@ -87,7 +90,8 @@ def exclusive_flags(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _model_json(result: Any, served: Any) -> dict[str, Any]:
     card = served.card
-    trust = output_trust(card)
+    summary = test_summary(card)  # read once: trust, the test line and the short card use it
+    trust = output_trust(card, summary)
     outputs = [{**vars(o), **trust[o.name]} for o in result.outputs]
     entry = {"name": result.name, "architecture": result.architecture,
              "input_size": result.input_size, "kind": card.kind,
@@ -95,7 +99,7 @@ def _model_json(result: Any, served: Any) -> dict[str, Any]:
              "cxrlab_version": (card.versions or {}).get("cxrlab", __version__),
              "created": card.created,
              "calibration": (card.calibration or {}).get("method", "none"),
-             "card": short_card(card), "test": model_test(card), "outputs": outputs,
+             "card": short_card(card), "test": model_test(card, summary), "outputs": outputs,
              "seconds": round(result.seconds, 4)}
     if result.heatmaps:
         entry["heatmap_class"] = result.heatmap_class

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 
@@ -51,11 +52,16 @@ def predict():
     # The report form re-posts the upload itself: nothing is kept on the server.
     payload = None if refused else base64.b64encode(data).decode("ascii")
     del data
-    tests = {m.name: test_summary(m.card) for m in state.bank()}
-    return render_template("result.html", result=result, tests=tests, filename=upload.filename,
+    return render_template("result.html", result=result, filename=upload.filename,
                            payload=payload, heatmap_class=wanted or "",
-                           scale=png_data_uri(colour_scale()), form=state.upload_form()), \
+                           scale=_colour_scale_uri(), form=state.upload_form()), \
         422 if refused else 200
+
+
+@functools.lru_cache(maxsize=1)
+def _colour_scale_uri() -> str:
+    """The heatmaps' colour scale (the same image on every result page: made once)."""
+    return png_data_uri(colour_scale())
 
 
 @bp.post("/report")

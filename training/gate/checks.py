@@ -146,15 +146,20 @@ def _geometry(f: ImageFacts) -> list[Reason]:
                           f"The image is {f.width}×{f.height} px; its shorter side is under "
                           f"{MIN_SIDE} px, too little detail to judge. Upload the original image."))
     ratio = long / max(short, 1)
-    if ratio > ASPECT_REFUSE:
-        out.append(Reason("aspect_ratio", "refuse",
-                          f"The image is {ratio:.1f} times longer than wide ({f.width}×{f.height} px): "
-                          "not a chest radiograph. Upload the whole frontal chest image."))
-    elif ratio > ASPECT_WARN:
-        out.append(Reason("aspect_ratio", "warn",
-                          f"Unusual aspect ratio {ratio:.1f} ({f.width}×{f.height} px): the image may be "
-                          "cropped; the models saw whole chest images."))
+    out += _graded("aspect_ratio", ratio, ASPECT_WARN, ASPECT_REFUSE,
+                   f"The image is {ratio:.1f} times longer than wide ({f.width}×{f.height} px): "
+                   "not a chest radiograph. Upload the whole frontal chest image.",
+                   f"Unusual aspect ratio {ratio:.1f} ({f.width}×{f.height} px): the image may be "
+                   "cropped; the models saw whole chest images.")
     return out
+
+
+def _graded(code: str, value: float, warn: float, refuse: float, refused: str,
+            warned: str) -> list[Reason]:
+    """One check with two limits: over ``refuse`` a refusal, over ``warn`` a warning."""
+    if value > refuse:
+        return [Reason(code, "refuse", refused)]
+    return [Reason(code, "warn", warned)] if value > warn else []
 
 
 def _content(f: ImageFacts) -> list[Reason]:
@@ -166,14 +171,11 @@ def _content(f: ImageFacts) -> list[Reason]:
                           "is nothing to judge. Check the export (window, blank frame)."))
         return out  # colour and photometry mean nothing on a blank image
     share = colour_share(f.preview)
-    if share > COLOUR_REFUSE:
-        out.append(Reason("colour", "refuse",
-                          f"{share:.0%} of the pixels are coloured: this looks like a colour photograph, "
-                          "not an X-ray. Upload the radiograph itself (DICOM, or a grayscale PNG/JPEG)."))
-    elif share > COLOUR_WARN:
-        out.append(Reason("colour", "warn",
-                          f"{share:.0%} of the pixels are coloured (marks or labels?): the models "
-                          "were trained on unmarked grayscale images."))
+    out += _graded("colour", share, COLOUR_WARN, COLOUR_REFUSE,
+                   f"{share:.0%} of the pixels are coloured: this looks like a colour photograph, "
+                   "not an X-ray. Upload the radiograph itself (DICOM, or a grayscale PNG/JPEG).",
+                   f"{share:.0%} of the pixels are coloured (marks or labels?): the models "
+                   "were trained on unmarked grayscale images.")
     contrast = mediastinum_contrast(f.gray)
     if contrast < INVERTED_BELOW:
         out.append(Reason("inverted", "warn",
