@@ -214,14 +214,15 @@ def _fusion_models(model, feats, meta, y, part, cfg) -> dict[str, np.ndarray]:
     model.get_layer("image_norm").adapt(feats[tr])
     _, head = fusion_parts(model)
     val = ([feats[va], meta[va]], y[va]) if va.any() else None
-    fit_head(head, [feats[tr], meta[tr]], y[tr], val, cfg.epochs, class_weight=cw)
+    fit_head(head, [feats[tr], meta[tr]], y[tr], val, cfg.epochs, class_weight=cw, seed=cfg.seed)
     out = {"fused (keras)": np.asarray(head.predict([feats[te], meta[te]], verbose=0))[:, 1]}
     keras.utils.set_random_seed(cfg.seed)
     norm = keras.layers.Normalization()
     norm.adapt(feats[tr])
     img = keras.Sequential([keras.Input(feats.shape[1:]), norm, keras.layers.Dropout(0.2, seed=cfg.seed),
                             keras.layers.Dense(2, activation="softmax")])
-    fit_head(img, [feats[tr]], y[tr], ([feats[va]], y[va]) if va.any() else None, cfg.epochs, class_weight=cw)
+    fit_head(img, [feats[tr]], y[tr], ([feats[va]], y[va]) if va.any() else None, cfg.epochs,
+             class_weight=cw, seed=cfg.seed)
     out["image-only (keras)"] = np.asarray(img.predict(feats[te], verbose=0))[:, 1]
     yt = y[tr, 1].astype(int)
     lr = LogisticRegression(max_iter=5000, class_weight="balanced").fit(meta[tr], yt)

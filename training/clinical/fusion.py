@@ -14,6 +14,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from training.engine.data import ArrayBatches
+from training.engine.loop import fit_batches
 from training.models.build import FEATURES_NAME, Kind, Mode, build_model
 
 METADATA_NAME = "metadata"
@@ -61,23 +63,28 @@ def fusion_parts(model: keras.Model) -> tuple[keras.Model, keras.Model]:
 def fit_head(head: keras.Model, inputs: list[np.ndarray], y: np.ndarray,
              val: tuple[list[np.ndarray], np.ndarray] | None = None, epochs: int = 60,
              lr: float = 1e-3, batch_size: int = 32, class_weight: dict | None = None,
-             patience: int = 10) -> dict[str, Any]:
-    """Train a head on cached inputs with ``Model.fit`` (Adam, cross-entropy); return history.
+             patience: int = 10, seed: int = 0) -> dict[str, Any]:
+    """Train a head on cached inputs (Adam, masked cross-entropy); return its history.
 
-    ``y`` is one-hot (softmax) or 0/1 (sigmoid). With ``val``, early stopping on validation
-    loss restores the best weights.
+    Through the project's one loop (:func:`training.engine.loop.fit_batches`; batch order a
+    function of ``seed`` and the epoch). ``y`` is one-hot (softmax head) or 0/1 (sigmoid).
+    ``class_weight`` (class index → weight) weights each row by its class (argmax of ``y``).
+    With ``val``, early stopping on validation loss restores the best weights.
     """
     softmax = getattr(getattr(head.layers[-1], "activation", None), "__name__", "") == "softmax"
-    loss = "categorical_crossentropy" if softmax else "binary_crossentropy"
-    head.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
+    y = np.asarray(y, dtype=np.float32)
+    weight = None
+    if class_weight is not None:
+        weight = np.array([class_weight.get(int(c), 1.0) for c in y.argmax(axis=1)], np.float32)
+    one = (lambda xs: xs[0] if len(xs) == 1 else tuple(xs))  # a one-input model wants a bare array
+    train = ArrayBatches(one(inputs), y, batch_size, shuffle=True, seed=seed, sample_weight=weight)
+    val_batches = None if val is None else ArrayBatches(one(val[0]), val[1], batch_size)
     callbacks = []
     if val is not None and patience:
         callbacks.append(keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True))
-    one = (lambda xs: xs[0] if len(xs) == 1 else xs)  # a one-input model wants a bare array
-    val = None if val is None else (one(val[0]), val[1])
-    hist = head.fit(one(inputs), y, validation_data=val, epochs=epochs, batch_size=batch_size,
-                    class_weight=class_weight, callbacks=callbacks, verbose=0, shuffle=True)
-    return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    return fit_batches(head, train, kind="single" if softmax else "multilabel",
+                       optimizer=keras.optimizers.Adam(lr), epochs=epochs, val=val_batches,
+                       callbacks=callbacks)
 
 
 def balanced_class_weight(y_onehot: np.ndarray) -> dict[int, float]:

@@ -41,15 +41,18 @@ class ArrayBatches(keras.utils.PyDataset):
     ``(seed, epoch)`` only (``epoch`` is set by :class:`~training.engine.callbacks.EpochSync`),
     so a resumed run sees the same batches; without it (validation/test) rows stay in order and
     values never depend on the batch size. ``balanced`` draws rows class-balanced, with
-    replacement. ``sample_weight`` (per row) is yielded as a third element. Images stay uint8: the model casts, and host→device traffic is 4x smaller.
+    replacement. ``sample_weight`` (per row) is yielded as a third element. Images stay
+    uint8: the model casts, and host→device traffic is 4x smaller. A model with several inputs
+    (e.g. cached features + metadata) gets ``images`` as a tuple of row-aligned arrays.
     """
 
-    def __init__(self, images: np.ndarray, targets: np.ndarray, batch_size: int = 32,
-                 shuffle: bool = False, balanced: bool = False, seed: int = 0,
+    def __init__(self, images: np.ndarray | tuple[np.ndarray, ...], targets: np.ndarray,
+                 batch_size: int = 32, shuffle: bool = False, balanced: bool = False, seed: int = 0,
                  sample_weight: np.ndarray | None = None, **kwargs):
         super().__init__(**kwargs)
-        if len(images) != len(targets):
-            raise ValueError(f"images ({len(images)}) and targets ({len(targets)}) differ in length")
+        for part in images if isinstance(images, tuple) else (images,):
+            if len(part) != len(targets):
+                raise ValueError(f"inputs ({len(part)} rows) and targets ({len(targets)}) differ in length")
         self.images = images
         self.targets = np.asarray(targets, dtype=np.float32)
         self.rows = usable_rows(self.targets)
@@ -78,9 +81,13 @@ class ArrayBatches(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range (0..{len(self) - 1})")
         idx = self.order()[index * self.batch_size:(index + 1) * self.batch_size]
+        if isinstance(self.images, tuple):
+            x: np.ndarray | tuple[np.ndarray, ...] = tuple(np.asarray(part[idx]) for part in self.images)
+        else:
+            x = np.asarray(self.images[idx])
         if self.sample_weight is None:
-            return np.asarray(self.images[idx]), self.targets[idx]
-        return np.asarray(self.images[idx]), self.targets[idx], self.sample_weight[idx]
+            return x, self.targets[idx]
+        return x, self.targets[idx], self.sample_weight[idx]
 
     @property
     def n_rows(self) -> int:
@@ -133,9 +140,12 @@ def keras_input(batches: ArrayBatches):
         return batches
     import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
 
-    first = batches[0]
-    signature = tuple(tf.TensorSpec((None, *np.shape(a)[1:]), tf.as_dtype(np.asarray(a).dtype))
-                      for a in first)
+    def spec(a):  # a tuple of inputs gets a tuple of specs
+        if isinstance(a, tuple):
+            return tuple(spec(part) for part in a)
+        return tf.TensorSpec((None, *np.shape(a)[1:]), tf.as_dtype(np.asarray(a).dtype))
+
+    signature = tuple(spec(a) for a in batches[0])
 
     def generate():
         for i in range(len(batches)):

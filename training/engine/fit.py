@@ -34,11 +34,11 @@ from training.engine import features as feats
 from training.engine.augment import build_augmentation, with_augmentation
 from training.engine.callbacks import BestOnValidation, build_callbacks
 from training.engine.data import ArrayBatches, class_balance_weights, keras_input
+from training.engine.loop import fit_batches, gpus_visible, loss_for
 from training.engine.prepare import Prepared, load_data, prepare, resolve_split
 from training.engine.distribute import Distribution, make_distribution, worker_out
 from training.engine.gate import fit_model_gate
 from training.engine.schedule import PerUpdate, warmup_cosine
-from training.models import losses
 from training.models.build import unfreeze_backbone
 from training.models.card import ModelCard
 from training.data.cache import default_cache_dir
@@ -60,19 +60,6 @@ log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------ environment
-def gpus_visible() -> bool:
-    """Whether the active backend sees a GPU."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
-
-        return bool(tf.config.list_physical_devices("GPU"))
-    if keras.backend.backend() == "jax":
-        import jax  # JAX backend only
-
-        return any(d.platform == "gpu" for d in jax.devices())
-    return False
-
-
 def _set_determinism(seed: int) -> None:
     keras.utils.set_random_seed(seed)
     if keras.backend.backend() == "tensorflow" and not gpus_visible():
@@ -92,10 +79,6 @@ def _precision_policy(setting: str) -> str | None:
 
 
 # ------------------------------------------------------------------ model pieces
-def _loss(kind: str):
-    return losses.masked_binary_crossentropy if kind == "multilabel" else losses.masked_categorical_crossentropy
-
-
 def make_optimizer(cfg: TrainConfig, lr: float, steps: int, epochs: int) -> keras.optimizers.Optimizer:
     """The optimizer of ``cfg`` with its warm-up + cosine schedule over ``steps`` batches/epoch.
 
@@ -113,22 +96,6 @@ def make_optimizer(cfg: TrainConfig, lr: float, steps: int, epochs: int) -> kera
     if cfg.optimizer == "adam":
         return keras.optimizers.Adam(schedule, **extra)
     return keras.optimizers.SGD(schedule, momentum=0.9, **extra)
-
-
-def use_jit(setting: str) -> bool:
-    """Whether to XLA-compile the train step (``TrainConfig.jit_compile``)."""
-    if setting != "auto":
-        return setting == "on"
-    return keras.backend.backend() == "jax" or gpus_visible()
-
-
-def _compile(model: keras.Model, cfg: TrainConfig, kind: str, lr: float, steps: int, epochs: int) -> None:
-    opt = make_optimizer(cfg, lr, steps, epochs)
-    if kind == "single":
-        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    else:
-        metrics = [keras.metrics.MeanMetricWrapper(losses.masked_binary_accuracy, name="accuracy")]
-    model.compile(optimizer=opt, loss=_loss(kind), metrics=metrics, jit_compile=use_jit(cfg.jit_compile))
 
 
 def _batches(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, train: bool) -> ArrayBatches:
@@ -158,17 +125,15 @@ def _run_stage(cfg: TrainConfig, st: Stage, prep: Prepared, kind: str, best: Bes
     y = prep.targets
     train = _batches(cfg, st.x_train, y[prep.index["train"]], train=True)
     val = ArrayBatches(st.x_val, y[prep.index["val"]], cfg.batch_size) if len(st.x_val) else None
-    _compile(st.fit_model, cfg, kind, st.lr, len(train), st.last_epoch - st.first_epoch)
     cbs = build_callbacks(Path(cfg.out), backup / st.name, [train], [st.fit_model], train.n_rows,
                           st.last_epoch, best, verbose=bool(verbose), extra=extra_callbacks,
                           backup_interval=cfg.backup_interval)
     log.info("stage %s: epochs %d..%d, lr %g, %d training rows", st.name, st.first_epoch + 1,
              st.last_epoch, st.lr, train.n_rows)
-    st.fit_model.fit(keras_input(train),
-                     validation_data=keras_input(val) if val is not None and val.n_rows else None,
-                     shuffle=False,  # the batches are shuffled by (seed, epoch) already
-                     epochs=st.last_epoch, initial_epoch=st.first_epoch, callbacks=cbs,
-                     verbose=verbose)
+    optimizer = make_optimizer(cfg, st.lr, len(train), st.last_epoch - st.first_epoch)
+    fit_batches(st.fit_model, train, kind=kind, optimizer=optimizer, epochs=st.last_epoch, val=val,
+                initial_epoch=st.first_epoch, callbacks=cbs, metrics=True,
+                jit_compile=cfg.jit_compile, verbose=verbose)
 
 
 def _stage_inputs(cfg: TrainConfig, prep: Prepared, model: keras.Model, use_cache: bool):
@@ -271,7 +236,7 @@ def validation_report(model: keras.Model, prep: Prepared, batch_size: int,
 
 def _mean_loss(kind: str, y: np.ndarray, p: np.ndarray) -> float:
     p = keras.ops.convert_to_tensor(np.asarray(p, dtype=np.float32))
-    return float(keras.ops.convert_to_numpy(keras.ops.mean(_loss(kind)(y, p))))
+    return float(keras.ops.convert_to_numpy(keras.ops.mean(loss_for(kind)(y, p))))
 
 
 def _validation_patients(prep: Prepared) -> np.ndarray | None:
@@ -386,7 +351,7 @@ def _train_in(cfg: TrainConfig, ds, dist: Distribution, note: str | None,
             facts = _fit_all(run_cfg, prep, model, backup, callbacks, verbose)
             y_val = prep.targets[prep.index["val"]]
             facts["batchnorm"] = batchnorm.settle(
-                model, prep.images["train"], prep.images["val"], y_val, _loss(prep.task.kind),
+                model, prep.images["train"], prep.images["val"], y_val, loss_for(prep.task.kind),
                 run_cfg.batch_size, seed=cfg.seed, precise=cfg.precise_bn)
             metrics, thresholds, method, cal = validation_report(model, prep, run_cfg.batch_size,
                                                                  cfg.calibration)

@@ -21,9 +21,8 @@ import keras
 import numpy as np
 
 from training.engine.augment import build_augmentation, with_augmentation
-from training.engine.callbacks import EpochSync
 from training.engine.data import ArrayBatches, class_balance_weights
-from training.models.losses import masked_binary_crossentropy, masked_categorical_crossentropy
+from training.engine.loop import fit_batches
 
 log = logging.getLogger(__name__)
 
@@ -150,14 +149,13 @@ class SelfTrainConfig:
             raise ValueError(f"threshold must be in (0, 1] and pseudo_weight in [0, 1]: {asdict(self)}")
 
 
-def loss_for(kind: str):
-    """The masked loss of a task kind (NaN targets ignored)."""
-    return masked_categorical_crossentropy if kind == "single" else masked_binary_crossentropy
-
-
 def fit_model(model: keras.Model, x: np.ndarray, y: np.ndarray, kind: str, cfg: SelfTrainConfig,
               row_weight: np.ndarray | None = None) -> keras.Model:
-    """Train ``model`` in place on uint8 images ``x`` and targets ``y`` (NaN = unknown)."""
+    """Train ``model`` in place on uint8 images ``x`` and targets ``y`` (NaN = unknown).
+
+    Through the project's one loop (:func:`training.engine.loop.fit_batches`): Adam with a
+    cosine decay over all steps, the masked loss, optional on-device augmentation.
+    """
     weight = np.ones(len(y), np.float32) if row_weight is None else np.asarray(row_weight, np.float32)
     if cfg.balance_loss:
         weight = weight * class_balance_weights(y)[0]
@@ -165,9 +163,8 @@ def fit_model(model: keras.Model, x: np.ndarray, y: np.ndarray, kind: str, cfg: 
     fit_on = with_augmentation(model, build_augmentation(seed=cfg.seed)) if cfg.augment else model
     epochs = max(cfg.epochs, math.ceil(cfg.min_steps / max(len(batches), 1)))
     steps = max(len(batches), 1) * epochs
-    fit_on.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(cfg.lr, steps)),
-                   loss=loss_for(kind))
-    fit_on.fit(batches, epochs=epochs, callbacks=[EpochSync([batches], [fit_on])], verbose=0)
+    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(cfg.lr, steps))
+    fit_batches(fit_on, batches, kind=kind, optimizer=optimizer, epochs=epochs)
     return model
 
 

@@ -92,3 +92,19 @@ def test_sample_weight_is_yielded():
     batch = ArrayBatches(images, y, 4, sample_weight=np.arange(6, dtype=np.float32))[0]
     assert len(batch) == 3
     np.testing.assert_array_equal(batch[2], [0, 1, 2, 3])
+
+
+def test_several_inputs_are_batched_as_a_tuple_with_aligned_rows():
+    images, y = _arrays(9)
+    meta = np.arange(9, dtype=np.float32)[:, None]
+    ds = ArrayBatches((images, meta), y, batch_size=4, shuffle=True, seed=3)
+    (x_img, x_meta), targets = ds[0]
+    order = ds.order()[:4]
+    assert np.array_equal(x_img, images[order]) and np.array_equal(x_meta[:, 0], order)
+    assert np.array_equal(targets, y[order])
+
+
+def test_inputs_of_other_lengths_are_refused():
+    images, y = _arrays(9)
+    with pytest.raises(ValueError, match="differ in length"):
+        ArrayBatches((images, np.zeros((8, 1), np.float32)), y)
