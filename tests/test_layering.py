@@ -23,7 +23,7 @@ LAYERS = [
     {"training.engine", "training.explain"},
     {"training.audits", "training.clinical", "training.semi", "training.pretrain"},
     {"training.demo"},
-    {"training.cli", "training.flags", "training.__main__"},
+    {"training.cli", "training.commands", "training.flags", "training.__main__"},
     {"app"},
 ]
 

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import yaml
 
+from training import io
 from training.errors import CXRError
 from training.preprocess import PreprocessConfig
 
@@ -23,6 +24,9 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "jit_compile": ("auto", "on", "off"),
     "threshold_method": ("youden", "sensitivity", "fixed"),  # evaluation.thresholds
     "calibration": ("auto", "platt", "isotonic", "temperature", "none"),  # evaluation.calibration
+    "evaluate_calibration": ("card", "auto", "platt", "isotonic", "temperature", "none"),  # evaluate
+    "shortcut_check": ("probe", "loso", "lungs"),  # audits
+    "shortcut_features": ("auto", "backbone", "stats"),  # audits.features
 }
 
 
@@ -30,8 +34,8 @@ def opt(default: Any = None, help: str = "", factory: Callable[[], Any] | None =
         **cli: Any) -> Any:
     """A config field with its command-line help (``cli``: flag name, metavar, ``cli=False``).
 
-    The ``train``/``train-all`` options are generated from these fields (``training.cli``), so
-    every field is a flag and no flag can be accepted and then dropped.
+    Every command's options are generated from such fields (``training.flags``), so every
+    field is a flag and no flag can be accepted and then dropped.
     """
     meta = {"help": help, **cli}
     if factory is not None:
@@ -219,5 +223,4 @@ def dump_config(cfg: TrainConfig, path: str | Path) -> Path:
     """Write ``cfg`` as YAML (the resolved config saved beside the outputs)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    return path
+    return io.write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

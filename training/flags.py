@@ -1,4 +1,4 @@
-"""Command-line flags generated from config dataclasses, and the parsers of compound values.
+"""Command-line flags generated from config dataclasses, the base of a command, its saved config.
 
 One flag per dataclass field (help, metavar and flag name from the field's metadata, choices
 from ``training.config.CHOICES``), so an option the command line accepts is always a config
@@ -10,9 +10,15 @@ import argparse
 import dataclasses
 import types
 import typing
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
+import yaml
+
+from training import io
 from training.config import CHOICES
+from training.errors import CXRError
 
 
 def parse_parts(text: str) -> tuple[float, float, float]:
@@ -44,31 +50,82 @@ def _flag_type(name: str, hint: Any, repeat: bool) -> tuple[Any, dict[str, Any]]
 
 
 def add_config_args(p: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One flag per field of ``config_cls`` (help, metavar and flag name from its metadata,
-    choices from ``training.config.CHOICES``); every default is None, so only the flags
-    given override the config file and the dataclass defaults."""
+    """One flag per field of ``config_cls``: help, metavar and flag name from its metadata,
+    choices from ``training.config.CHOICES`` (under the field's name or its ``choices`` key).
+
+    Every default is None, so only the flags given override the config file and the dataclass
+    defaults. Fields in ``config_cls.REQUIRED`` are required; ``positional`` ones have no dashes.
+    """
     hints = typing.get_type_hints(config_cls)
+    required = getattr(config_cls, "REQUIRED", ())
     for f in dataclasses.fields(config_cls):
         if f.name in skip or f.metadata.get("cli", True) is False:
             continue
         kind, extra = _flag_type(f.name, hints[f.name], f.metadata.get("repeat", False))
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
-        text = f.metadata.get("help", "")
-        if shown not in (None, "") and "default" not in text:
-            text += f" (default: {shown})"
-        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": text}
-        if kind is not None:
-            kw["type"] = kind
-        if f.name in CHOICES:
-            kw["choices"] = CHOICES[f.name]
-        if "metavar" in f.metadata and "choices" not in kw:
+        kw: dict[str, Any] = {"help": _help(f), **({"type": kind} if kind is not None else {})}
+        choices = CHOICES.get(f.metadata.get("choices", f.name))
+        if choices is not None:
+            kw["choices"] = choices
+        elif "metavar" in f.metadata:
             kw["metavar"] = f.metadata["metavar"]
-        kw.update(extra)
+        if f.metadata.get("positional"):
+            list_valued = typing.get_origin(hints[f.name]) is list
+            p.add_argument(f.name, **kw, **({"nargs": "+"} if list_valued else {}))
+            continue
+        kw.update(dest=f.name, default=None, **extra)
+        if f.name in required:
+            kw["required"] = True
         p.add_argument(f.metadata.get("flag", "--" + f.name.replace("_", "-")), **kw)
+
+
+def _help(f: dataclasses.Field) -> str:
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+    text = f.metadata.get("help", "")
+    if shown not in (None, "") and "default" not in text:
+        text += f" (default: {shown})"
+    return text
 
 
 def config_from_args(config_cls: type, args: argparse.Namespace):
     """``config_cls`` from the flags :func:`add_config_args` made (flags not given: its defaults)."""
     given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(config_cls)}
     return config_cls(**{k: v for k, v in given.items() if v is not None})
+
+
+@dataclass
+class Command:
+    """Checks shared by every command: required fields given, choices respected."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+    NAME: ClassVar[str] = "command"
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in self.REQUIRED and value in (None, "", []):
+                flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+                raise CXRError(f"{self.NAME} needs {f.name if f.metadata.get('positional') else flag}")
+            allowed = CHOICES.get(f.metadata.get("choices", f.name))
+            if allowed is not None and value is not None and value not in allowed:
+                raise CXRError(f"{self.NAME}: {f.name}={value!r} is not one of {list(allowed)}")
+
+    def run(self) -> int:
+        raise NotImplementedError
+
+
+def save_resolved(cfg: Any, out_dir: str | Path, name: str = "config.yaml") -> Path:
+    """Write a command's resolved configuration (a dataclass or a dict) next to its outputs."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    values = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+    return io.write_text(out_dir / name, yaml.safe_dump(_plain(values), sort_keys=False))
+
+
+def _plain(value: Any) -> Any:
+    """YAML-safe: tuples as lists, recursively."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -25,7 +25,8 @@ import pandas as pd
 from training.config import TrainConfig, opt
 from training.errors import CXRError
 from training.data.formats import load_datasets
-from training.data.splits import file_digests, split_hash
+from training.data.content import file_digests
+from training.data.splits import split_hash
 from training.engine.fit import train
 from training.models.card import update_card
 

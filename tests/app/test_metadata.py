@@ -1,27 +1,21 @@
 """Clinical fields appear only when a model's card uses them, and reach that model."""
 from __future__ import annotations
 
-import keras
 import numpy as np
 
 from training.preprocess import decode_image
 
 from tests.app.conftest import upload
-from tests.app.tiny_models import SIZE, card_for
+from tests.helpers.tiny import tiny_card, tiny_model
 from tests.helpers.images import write_xray
 
 
 def _meta_model_dir(root):
     from training.models.card import save_model
 
-    keras.utils.set_random_seed(5)
-    image, meta = keras.Input((SIZE, SIZE, 3)), keras.Input((2,))
-    y = keras.layers.Conv2D(2, 3, padding="same", name="last_conv")(keras.layers.Rescaling(1 / 255)(image))
-    y = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling2D()(y), meta])
-    out = keras.layers.Dense(2, activation="softmax", name="head")(y)
-    card = card_for("meta", "resnet50", "single", ["Normal", "Pneumonia"], {},
-                    metadata_features=["age", "sex"])
-    return save_model(keras.Model([image, meta], out), card, root / "meta").parent
+    model = tiny_model(2, "single", filters=2, seed=5, metadata=2)
+    card = tiny_card("meta", "single", ["Normal", "Pneumonia"], metadata_features=["age", "sex"])
+    return save_model(model, card, root / "meta").parent
 
 
 def test_form_has_clinical_fields_only_when_used(client, make_app, tmp_path):

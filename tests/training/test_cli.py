@@ -22,8 +22,15 @@ def _configs():
     from training.pretrain import PretrainConfig
     from training.semi.experiment import SemiConfig
 
+    from training.commands import COMMANDS
+
     return [("train", TrainConfig), ("train-all", TrainConfig), ("pretrain", PretrainConfig),
-            ("demo", DemoConfig), ("semi", SemiConfig), ("clinical", ExperimentConfig)]
+            ("demo", DemoConfig), ("semi", SemiConfig), ("clinical", ExperimentConfig),
+            *COMMANDS.items()]
+
+
+#: Flags that are not config fields, each honoured by its command's function.
+EXTRA_FLAGS = {"train": {"config"}, "train-all": {"config", "archs"}, "clinical": {"experiment"}}
 
 
 @pytest.mark.parametrize("command,config", _configs())
@@ -34,6 +41,42 @@ def test_every_config_field_is_a_flag(command, config):
     dests = {a.dest for a in sub._actions}
     fields = {f.name for f in dataclasses.fields(config) if f.metadata.get("cli", True) is not False}
     assert fields <= dests
+    # ... and back: every flag is a field the command passes on (or one it reads itself)
+    assert dests - {"help"} <= fields | EXTRA_FLAGS.get(command, set())
+
+
+def test_every_command_is_generated_from_a_config():
+    parser = build_parser()
+    commands = set(parser._subparsers._group_actions[0].choices)
+    assert commands == {name for name, _ in _configs()}
+
+
+def test_required_fields_are_required_flags_and_checked_in_python(capsys):
+    from training.commands import Evaluate, Predict
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--data", "d", "--out", "o"])
+    assert "--model" in capsys.readouterr().err
+    with pytest.raises(CXRError, match="evaluate needs --model"):
+        Evaluate(data=["d"], out="o")
+    with pytest.raises(CXRError, match="predict needs paths"):
+        Predict(model=["m"], output="p.csv")
+    with pytest.raises(CXRError, match="not one of"):
+        Evaluate(model="m", data=["d"], out="o", calibration="magic")
+
+
+def test_commands_save_their_resolved_config(monkeypatch, tmp_path):
+    import yaml
+
+    import training.evaluation.predict as predict
+
+    monkeypatch.setattr(predict, "predict_files", lambda models, paths, batch_size: __import__("pandas").DataFrame(
+        {"path": paths, "gate": ["accept"] * len(paths)}))
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", "m1", "--model", "m2", "--output", str(out), "--batch-size", "4",
+                 "a.png", "b.png"]) == 0
+    saved = yaml.safe_load((tmp_path / "p.config.yaml").read_text())
+    assert saved == {"paths": ["a.png", "b.png"], "model": ["m1", "m2"], "output": str(out), "batch_size": 4}
 
 
 def test_semi_and_clinical_flags_build_their_configs():

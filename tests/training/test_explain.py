@@ -8,19 +8,14 @@ import keras
 import numpy as np
 import pytest
 
+from tests.helpers.tiny import tiny_model
 from training.explain import explainer, gradcam, overlay, png_data_uri
 
 SIZE = 24
 
 
 def _tiny(outputs: int, seed: int) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    x = keras.Input((SIZE, SIZE, 3))
-    y = keras.layers.Rescaling(1 / 255.0)(x)
-    y = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="last_conv")(y)
-    y = keras.layers.GlobalAveragePooling2D()(y)
-    y = keras.layers.Dense(outputs, activation="sigmoid", name="head")(y)
-    return keras.Model(x, y)
+    return tiny_model(outputs, "multilabel", size=SIZE, filters=6, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -113,7 +113,7 @@ def test_file_sha256(tmp_path):
 
 
 def test_saved_model_folder_split_cache_and_reports_get_the_umask_mode(tmp_path, umask):
-    from tests.app.tiny_models import card_for, tiny_model
+    from tests.helpers.tiny import tiny_card, tiny_model
     from training.data.cache import ImageCache
     from training.data.splits import save_split
     from training.engine.callbacks import BestOnValidation
@@ -122,8 +122,8 @@ def test_saved_model_folder_split_cache_and_reports_get_the_umask_mode(tmp_path,
     from training.models.card import load_model, save_model, update_card
 
     # Model folder: model.keras (written by Keras under a temp name) and card.json.
-    model = tiny_model(2, "softmax", seed=0)
-    out = save_model(model, card_for("m", "vgg16", "single", ["a", "b"], {}), tmp_path / "models" / "m")
+    model = tiny_model(2, "single", seed=0)
+    out = save_model(model, tiny_card("m", "single", ["a", "b"], arch="vgg16"), tmp_path / "models" / "m")
     assert _mode(out) == 0o777 & ~umask
     _expect_file(out / "model.keras", umask)
     _expect_file(out / "card.json", umask)

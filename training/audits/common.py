@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from training import io
 from training.html import fmt, render
 from training.data.formats import load_datasets
 from training.evaluation import metrics as M
@@ -41,7 +42,7 @@ def write_check(result: dict[str, Any], out_dir: str | Path, name: str, title: s
     write_json(result, out / f"{name}.json")
     page = render("check.html", title=title, summary=result["summary"], header=header,
                   rows=[[str(c) for c in r] for r in rows], disclaimer=DISCLAIMER)
-    (out / f"{name}.html").write_text(page, encoding="utf-8")
+    io.write_text(out / f"{name}.html", page)
     return result
 
 

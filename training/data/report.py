@@ -7,7 +7,6 @@ this also runs inside the web app's threads.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from training import io
 from training.data.dataset import CXRDataset
 from training.data.splits import PARTS, check_patient_disjoint
 from training.html import render
@@ -263,7 +263,5 @@ def write_report(ds: CXRDataset, out_dir: str | Path, split: pd.DataFrame | None
     summary = summarize(ds, split, title)
     figures = _figures(out, summary)
     summary["figures"] = list(figures)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
-    index = out / "index.html"
-    index.write_text(_render(summary, figures), encoding="utf-8")
-    return index
+    io.write_json(out / "summary.json", summary, ensure_ascii=False)
+    return io.write_text(out / "index.html", _render(summary, figures))

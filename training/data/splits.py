@@ -15,9 +15,10 @@ a k-fold split is run 0's rotation, so a k-fold split file is also a usable plai
 
 Byte-identical files are kept together as well: public collections hold the same image
 under two names and two patient ids (ieee8023 has such a pair; Kermany has duplicate groups).
-:func:`content_groups` links every patient that shares an identical file (sha1 of the bytes)
-into one *split group*, and the folds are cut over those groups, so identical content can
-never sit in two parts. :func:`check_content_disjoint` verifies it for any split.
+:func:`training.data.content.content_groups` links every patient that shares an identical file
+(sha1 of the bytes) into one *split group*, and the folds are cut over those groups, so
+identical content can never sit in two parts. :func:`check_content_disjoint` verifies it for
+any split.
 
 Split files are CSV with columns ``path, patient, part, stratum[, fold]``. Loading a split
 against a dataset whose every row is in the file but which lacks some rows of the file
@@ -26,23 +27,19 @@ patient-disjoint split is still patient-disjoint.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
 from training import io
+from training.data.content import content_groups, file_digests
 from training.data.dataset import CXRDataset
 from training.data.tasks import Task
 from training.errors import DataError, SplitError
@@ -94,42 +91,6 @@ def _merge_rare(strata: np.ndarray, patients: np.ndarray, k: int) -> np.ndarray:
         common = per.drop(list(rare)).idxmax() if len(per) > len(rare) else "__other__"
         merged[merged == "__other__"] = common
     return merged
-
-
-# --------------------------------------------------------------------------- content
-def _sha1(path: str) -> str | None:
-    """sha1 of a file's bytes; None when it cannot be read (it then keeps its own group)."""
-    try:
-        with open(path, "rb") as fh:
-            return hashlib.file_digest(fh, "sha1").hexdigest()
-    except OSError:
-        return None
-
-
-def file_digests(paths: Sequence[str], workers: int | None = None) -> list[str | None]:
-    """sha1 of every file's bytes (None where unreadable); threads, since this is I/O bound."""
-    with ThreadPoolExecutor(max_workers=workers or min(16, 4 * (os.cpu_count() or 1))) as pool:
-        return list(pool.map(_sha1, [str(p) for p in paths]))
-
-
-def content_groups(patients: Sequence[str], digests: Sequence[str | None]) -> tuple[np.ndarray, int]:
-    """Split group per row: patients that share a byte-identical file are linked into one group.
-
-    The groups are the connected components of the patient--file-content graph (a union-find,
-    done by scipy), named by their smallest patient id. Rows without a digest (unreadable file)
-    link nothing. Returns ``(group per row, number of patients whose group holds another
-    patient too)``.
-    """
-    codes, uniques = pd.factorize(pd.Series(list(patients), dtype=object))
-    dig = pd.Series(list(digests), dtype=object)
-    known = dig.notna().to_numpy()
-    dcodes, dvals = pd.factorize(dig[known])
-    n_p, n = len(uniques), len(uniques) + len(dvals)
-    edges = coo_matrix((np.ones(known.sum()), (codes[known], n_p + dcodes)), shape=(n, n))
-    comp = connected_components(edges, directed=False)[1][:n_p]
-    names = pd.Series(uniques, dtype=object).groupby(comp).transform("min").to_numpy()
-    sizes = np.bincount(comp)
-    return names[codes].astype(object), int((sizes[comp] > 1).sum())
 
 
 def _split_groups(patients: np.ndarray, paths: np.ndarray, by_content: bool) -> tuple[np.ndarray, list]:

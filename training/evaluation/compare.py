@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from training import io
 from training.errors import ImageDecodeError, ModelCardError, SplitError
 from training.evaluation.bootstrap import ScalarMetric, paired_bootstrap
 from training.evaluation.evalset import check_overlap, image_cache, load_eval_set, training_split
@@ -159,8 +160,7 @@ def compare_models(model_dirs: Sequence[str | Path], data: Sequence[str], split:
     table = rounded(df.to_dict(orient="records"))
     write_json({**summary, "models": table,
                 "details": {k: v["metrics"] for k, v in scored.items()}}, out / "compare.json")
-    (out / "compare.html").write_text(render_comparison(summary, table, list(df.columns)),
-                                      encoding="utf-8")
+    io.write_text(out / "compare.html", render_comparison(summary, table, list(df.columns)))
     return df
 
 

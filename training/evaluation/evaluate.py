@@ -29,7 +29,8 @@ from training.errors import ImageDecodeError, SplitError
 from training.evaluation import metrics as M
 from training.evaluation.bootstrap import attach_ci, bootstrap_metrics
 from training.evaluation.calibration import METHODS as CALIBRATION_METHODS
-from training.evaluation.calibration import Calibration, calibration_section, fit_calibration
+from training.evaluation.calibration import Calibration, fit_calibration
+from training.evaluation.reliability import calibration_section
 from training.evaluation.predict import LoadedModel, load_models, predict_paths
 from training.evaluation.report import DECIMALS, render_evaluation
 from training.models.card import ModelCard, update_card
@@ -326,7 +327,7 @@ def evaluate_model(model_dir: str | Path, data: Sequence[str], split: str | None
     result = rounded(result)
     write_json(result, out / "metrics.json")
 
-    (out / "report.html").write_text(render_evaluation(result), encoding="utf-8")
+    io.write_text(out / "report.html", render_evaluation(result))
     summary = {k: result[k] for k in ("test_set", "split", "part", "n_images", "n_patients",
                                       "thresholds", "metrics", "overlap")}
     summary["calibration"] = _ece_summary(result["calibration"])

@@ -13,7 +13,6 @@ would be labels the low-fraction runs are not supposed to have.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -25,6 +24,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from training import io
 from training.config import opt
 from training.errors import DataError
 from training.io import jsonable
@@ -236,7 +236,7 @@ def run_experiment(cfg: SemiConfig) -> dict[str, Any]:
                "kind": data.kind, "model": "small_cnn (trained from scratch, no pretrained weights)",
                "split": data.split_counts, "skipped": data.skipped, "runs": runs,
                "seconds": round(time.time() - start, 1), "versions": {"keras": keras.__version__}}
-    (out / "results.json").write_text(json.dumps(jsonable(results), indent=2))
+    io.write_json(out / "results.json", results)
     plot_label_efficiency(results, out / "label_efficiency.png")
     return results
 

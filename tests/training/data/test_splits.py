@@ -357,25 +357,11 @@ def dup_ds(tmp_path) -> CXRDataset:
 
 
 def _chained(d: CXRDataset) -> list[str]:
-    from training.data.splits import file_digests
+    from training.data.content import file_digests
 
     dig = pd.Series(file_digests(d.meta["path"].tolist()))
     dup = dig.duplicated(keep=False).to_numpy()
     return sorted(set(d.meta.loc[dup, "patient"]))
-
-
-def test_content_groups_links_patients_transitively():
-    from training.data.splits import content_groups
-
-    patients = ["p1", "p2", "p3", "p4", "p4", "p5"]
-    digests = ["x", "x", "y", "y", "z", None]  # p1=p2 by x; p3=p4 by y; p5 unreadable
-    groups, merged = content_groups(patients, digests)
-    assert groups.tolist() == ["p1", "p1", "p3", "p3", "p3", "p5"]
-    assert merged == 4
-    chain, merged = content_groups(["a", "b", "b", "c"], ["1", "1", "2", "2"])
-    assert set(chain) == {"a"} and merged == 3
-    alone, merged = content_groups(["a", "b"], [None, None])  # missing files: own groups
-    assert alone.tolist() == ["a", "b"] and merged == 0
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
@@ -430,22 +416,10 @@ def test_load_split_warns_or_raises_on_identical_content_across_parts(dup_ds, tm
         load_split(good, dup_ds, content="raise")
 
 
-def test_content_hashing_of_5000_files_is_fast(tmp_path):
-
-    from training.data.splits import file_digests
-
-    paths, blob = [], np.random.default_rng(0).bytes(8000)  # ~ a small JPEG each
-    for i in range(5000):
-        p = tmp_path / f"{i}.jpeg"
-        p.write_bytes(i.to_bytes(4, "little") + blob)
-        paths.append(str(p))
-    digests = file_digests(paths + [str(tmp_path / "missing.png")])
-    assert digests[-1] is None and len(set(digests[:-1])) == 5000
-
-
 @pytest.mark.realdata
 def test_real_ieee8023_plus_kermany_has_no_identical_content_across_parts():
-    from training.data.splits import check_content_disjoint, file_digests
+    from training.data.content import file_digests
+    from training.data.splits import check_content_disjoint
 
     paths = [SHARED / "ieee8023-covid-chestxray", SHARED / "kermany-pneumonia"]
     if not all(p.is_dir() for p in paths):

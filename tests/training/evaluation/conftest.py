@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy.special import expit
+
+from tests.helpers.tiny import tiny_card, tiny_model
 
 SIZE = 16
 
@@ -46,43 +49,18 @@ def make_kermany(root: Path, n_patients: int = 24, seed: int = 0) -> Path:
     return root
 
 
-def tiny_model(kind: str, n_out: int = 2, gain: float = 4.0):
-    """Input uint8 (16,16,3) -> mean brightness -> Dense: scores rise with the bright share."""
-    import keras
-
-    inp = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Rescaling(1 / 255.0)(inp)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    act = "softmax" if kind == "single" else "sigmoid"
-    dense = keras.layers.Dense(n_out, activation=act, name="head")
-    out = dense(x)
-    w = np.zeros((3, n_out), np.float32)
-    w[:, -1], w[:, 0] = gain, -gain  # last output = "sick", first = "normal"
-    b = np.zeros(n_out, np.float32)
-    b[-1], b[0] = -1.25 * gain, 1.25 * gain
-    dense.set_weights([w, b])
-    return keras.Model(inp, out)
-
-
 def save_tiny(root: Path, name: str, kind: str, outputs: list[str], task: str, split: Path,
               sources: list[str], data: list[str] | None = None, arch: str = "tiny",
               gain: float = 4.0) -> Path:
+    """A brightness-reading tiny model (``gain`` < 0: inverted) with a card naming ``split``."""
     from training.data.splits import split_hash
     from training.models.card import save_model
 
-    card = {
-        "name": name, "architecture": arch, "task": task, "kind": kind, "outputs": outputs,
-        "input_size": SIZE,
-        "preprocessing": {"size": SIZE, "clip_percentile": 0.5, "resize": "pad", "clahe": False,
-                          "clahe_clip": 0.01, "channels": 3},
-        "gradcam_layer": "gap", "transfer": {"mode": "scratch", "weights": None},
-        "training": {"data": data or [], "seconds_per_epoch": 1.5},
-        "split": {"file": str(split), "sha256": split_hash(split)},
-        "data": {"sources": sources},
-        "thresholds": {o: 0.5 for o in outputs}, "threshold_method": "youden on validation",
-        "metrics": {"validation": {}, "test": {}}, "test_set": None,
-    }
-    return save_model(tiny_model(kind, len(outputs), gain), card, root / name)
+    card = tiny_card(name, kind, outputs, arch=arch, size=SIZE, task=task,
+                     training={"data": data or [], "seconds_per_epoch": 1.5},
+                     split={"file": str(split), "sha256": split_hash(split)},
+                     data={"sources": sources}, threshold_method="youden on validation")
+    return save_model(tiny_model(len(outputs), kind, size=SIZE, gain=gain), card, root / name)
 
 
 @pytest.fixture(scope="session")
@@ -110,3 +88,11 @@ def world(tmp_path_factory):
         write_cxr(external / ("PNEUMONIA" if sick else "NORMAL") / f"case{i}.png", share, 500 + i)
     return {"root": root, "data": str(data), "split": split, "single": single, "multi": multi,
             "external": str(external), "ds": ds}
+
+
+def overconfident_sigmoids(n: int, seed: int, prevalence_shift: float = 0.0):
+    """Labels drawn from sigmoid(z); the model says sigmoid(3 z): over-confident."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(prevalence_shift, 1.5, size=(n, 2))
+    y = (rng.random((n, 2)) < expit(z)).astype(float)
+    return y, expit(3 * z)

@@ -2,22 +2,14 @@
 form round-trips (also through a saved card), and bad stored forms are refused clearly."""
 import numpy as np
 import pytest
-from scipy.special import expit, softmax
+from scipy.special import softmax
 from sklearn.metrics import log_loss
 
-from training.evaluation.calibration import (ECE, Calibration, calibrate_card, ece_with_ci,
-                                             expected_calibration_error, fit_calibration,
-                                             softmax_nll)
+from tests.training.evaluation.conftest import overconfident_sigmoids
+from training.evaluation.calibration import Calibration, calibrate_card, fit_calibration, softmax_nll
+from training.evaluation.reliability import expected_calibration_error
 
 OUT = ["a", "b"]
-
-
-def _sigmoid_data(n: int, seed: int, prevalence_shift: float = 0.0):
-    """Labels drawn from sigmoid(z); the model says sigmoid(3 z): over-confident."""
-    rng = np.random.default_rng(seed)
-    z = rng.normal(prevalence_shift, 1.5, size=(n, 2))
-    y = (rng.random((n, 2)) < expit(z)).astype(float)
-    return y, expit(3 * z)
 
 
 def _softmax_data(n: int, seed: int):
@@ -37,8 +29,8 @@ def _ece(y, p):
 
 @pytest.mark.parametrize("method", ["platt", "isotonic", "auto"])
 def test_sigmoid_methods_lower_ece_and_nll_on_new_data(method):
-    y, p = _sigmoid_data(1500, 0)
-    y_new, p_new = _sigmoid_data(1500, 1)
+    y, p = overconfident_sigmoids(1500, 0)
+    y_new, p_new = overconfident_sigmoids(1500, 1)
     cal = fit_calibration(y, p, "multilabel", OUT, method)
     q = cal.apply(p_new)
     assert _ece(y_new, q) < 0.5 * _ece(y_new, p_new)
@@ -61,7 +53,7 @@ def test_temperature_lowers_ece_and_nll_keeps_rows_and_argmax():
 
 @pytest.mark.parametrize("method", ["platt", "isotonic"])
 def test_sigmoid_apply_is_monotone_in_range_and_keeps_nan(method):
-    y, p = _sigmoid_data(600, 2)
+    y, p = overconfident_sigmoids(600, 2)
     cal = fit_calibration(y, p, "multilabel", OUT, method)
     grid = np.linspace(0, 1, 501)
     q = cal.apply(np.stack([grid, grid], axis=1))
@@ -71,7 +63,7 @@ def test_sigmoid_apply_is_monotone_in_range_and_keeps_nan(method):
 
 
 def test_json_round_trip_gives_the_same_map():
-    y, p = _sigmoid_data(600, 3)
+    y, p = overconfident_sigmoids(600, 3)
     for cal in (fit_calibration(y, p, "multilabel", OUT, "auto"),
                 fit_calibration(*_softmax_data(300, 0), "single", ["x", "y", "z"]),
                 Calibration.identity("multilabel", OUT, "test")):
@@ -83,7 +75,7 @@ def test_json_round_trip_gives_the_same_map():
 
 def test_auto_uses_platt_with_few_positives_and_says_why():
     rng = np.random.default_rng(4)
-    y, p = _sigmoid_data(400, 4)
+    y, p = overconfident_sigmoids(400, 4)
     y[:, 0] = 0
     likely = np.argsort(p[:, 0])[-60:]  # 12 positives among the highest scores
     y[rng.choice(likely, 12, replace=False), 0] = 1  # isotonic would overfit 12 positives
@@ -94,7 +86,7 @@ def test_auto_uses_platt_with_few_positives_and_says_why():
 
 
 def test_single_class_output_is_not_calibrated_with_reason():
-    y, p = _sigmoid_data(300, 5)
+    y, p = overconfident_sigmoids(300, 5)
     y[:, 1] = 0
     y[:3, 1] = np.nan  # unknown labels are ignored
     cal = fit_calibration(y, p, "multilabel", OUT, "isotonic")
@@ -104,7 +96,7 @@ def test_single_class_output_is_not_calibrated_with_reason():
 
 
 def test_none_and_method_mismatches_are_recorded():
-    y, p = _sigmoid_data(300, 6)
+    y, p = overconfident_sigmoids(300, 6)
     none = fit_calibration(y, p, "multilabel", OUT, "none")
     assert none.is_identity and "none" in none.chosen_by
     np.testing.assert_array_equal(none.apply(p), p)
@@ -127,7 +119,7 @@ def test_none_and_method_mismatches_are_recorded():
     (lambda d: {**d, "params": {**d["params"], "a": {"method": "magic"}}}, "method 'magic'"),
 ])
 def test_bad_json_is_refused_with_what_is_wrong(change, message):
-    d = fit_calibration(*_sigmoid_data(300, 7), "multilabel", OUT, "platt").to_json()
+    d = fit_calibration(*overconfident_sigmoids(300, 7), "multilabel", OUT, "platt").to_json()
     with pytest.raises(ValueError, match=message):
         Calibration.from_json(change(d))
 
@@ -157,27 +149,3 @@ def test_round_trip_through_a_saved_card(world, tmp_path):
     np.testing.assert_array_equal(Calibration.from_json(stored.calibration).apply(P), cal.apply(P))
     np.testing.assert_array_equal(calibrate_card(stored, P), cal.apply(P))
     assert np.array_equal(calibrate_card({"outputs": ["x", "y"], "kind": "single"}, P), P)
-
-
-def test_batched_ece_matches_resampling_by_repetition():
-    y, p = _sigmoid_data(200, 9)
-    y[:7, 0] = np.nan
-    w = np.random.default_rng(0).integers(0, 3, size=(4, 200)).astype(float)
-    metric = ECE(10)
-    for j in range(2):
-        want = [metric(np.repeat(y[:, j], wi.astype(int)), np.repeat(p[:, j], wi.astype(int))) for wi in w]
-        np.testing.assert_allclose(metric.batched(y[:, j], p[:, j], w), want, atol=1e-12)
-    macro = [metric(np.repeat(y, wi.astype(int), axis=0), np.repeat(p, wi.astype(int), axis=0)) for wi in w]
-    np.testing.assert_allclose(metric.batched(y, p, w), macro, atol=1e-12)
-
-
-def test_ece_with_patient_ci():
-    y, p = _sigmoid_data(300, 10)
-    q = fit_calibration(y, p, "multilabel", OUT, "platt").apply(p)
-    for P in (p, q):
-        est = ece_with_ci(y, P, OUT, groups=np.arange(300) // 3, n_boot=200, seed=0)
-        assert set(est) == {"a", "b", "macro"}
-        for e in est.values():
-            assert e.low <= e.value <= e.high and e.n_used == 200
-        assert est["a"].value == pytest.approx(expected_calibration_error(y[:, 0], P[:, 0]))
-        assert set(est["macro"].to_json()) == {"value", "low", "high", "n_used"}

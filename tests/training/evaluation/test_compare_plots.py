@@ -55,7 +55,7 @@ def arrays():
 
 @pytest.mark.parametrize("name", ["roc", "pr", "overlay", "reliability", "confusion"])
 def test_plots_write_png(arrays, tmp_path, name):
-    from training.evaluation.calibration import calibration_report
+    from training.evaluation.reliability import calibration_report
 
     Y, P = arrays
     calls = {
