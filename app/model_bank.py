@@ -110,10 +110,12 @@ def configure_device(device: str = "auto") -> str:
     """
     import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
 
+    from training.engine.device import gpu_count  # loads Keras: only when serving starts
+
     device = (device or "auto").lower()
     if device not in ("auto", "cpu", "gpu"):
         raise CXRError(f"CXRLAB_DEVICE={device!r} is not one of auto, cpu, gpu.")
-    gpus = tf.config.list_physical_devices("GPU")
+    gpus = gpu_count()
     if device == "cpu" and gpus:
         try:
             tf.config.set_visible_devices([], "GPU")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib
 import logging
 import os
 import sys
@@ -113,19 +114,25 @@ def cmd_clinical(args: argparse.Namespace) -> int:
     return 0
 
 
-def _clinical_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
-    from training.clinical.experiments import ExperimentConfig
+#: Commands whose flags come from an experiment's config: ``(module, class, function, help)``.
+#: Those modules load Keras, so their flags are added only for the command being run (or for
+#: every command when :func:`build_parser` is asked for all): ``cxrlab --help`` stays fast.
+EXPERIMENT_COMMANDS: dict[str, tuple[str, str, Callable[[argparse.Namespace], int], str]] = {
+    "pretrain": ("training.pretrain", "PretrainConfig", cmd_pretrain,
+                 "CXR-domain pretraining on the local data sets (the offline substitute for "
+                 "ImageNet weights): supervised on every label they carry"),
+    "demo": ("training.demo", "DemoConfig", cmd_demo,
+             "the main job: report, split, shortcut check, train four models, evaluate"),
+    "semi": ("training.semi.experiment", "SemiConfig", cmd_semi,
+             "label-efficiency experiment: supervised vs self-training (semi-supervised)"),
+    "clinical": ("training.clinical.experiments", "ExperimentConfig", cmd_clinical,
+                 "clinical metadata fusion, prognosis and severity (ieee8023)"),
+}
 
-    p = add("clinical", cmd_clinical, "clinical metadata fusion, prognosis and severity (ieee8023)")
-    p.add_argument("experiment", choices=("fusion", "prognosis", "severity"))
-    add_config_args(p, ExperimentConfig)
 
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``cxrlab`` parser; ``only``: give experiment flags to that command alone (None: all)."""
     from training.commands import COMMANDS
-    from training.demo import DemoConfig
-    from training.pretrain import PretrainConfig
-    from training.semi.experiment import SemiConfig
 
     parser = argparse.ArgumentParser(prog="cxrlab", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -143,15 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name, command in COMMANDS.items():
         doc = " ".join((command.__doc__ or "").split()).rstrip(".")
         add_config_args(add(name, functools.partial(_run, command), doc[:1].lower() + doc[1:]), command)
-    add_config_args(add("pretrain", cmd_pretrain, "CXR-domain pretraining on the local data sets (the "
-                        "offline substitute for ImageNet weights): supervised on every label they "
-                        "carry"), PretrainConfig)
-    add_config_args(add("demo", cmd_demo, "the main job: report, split, shortcut check, train four "
-                        "models, evaluate"), DemoConfig)
-    add_config_args(add("semi", cmd_semi, "label-efficiency experiment: supervised vs self-training "
-                        "(semi-supervised)"), SemiConfig)
-    _clinical_parser(add)
+    for name, (module, cls, func, help) in EXPERIMENT_COMMANDS.items():
+        p = add(name, func, help)
+        if only is None or only == name:
+            if name == "clinical":
+                p.add_argument("experiment", choices=("fusion", "prognosis", "severity"))
+            add_config_args(p, getattr(importlib.import_module(module), cls))
     return parser
+
+
+def _command_in(argv: list[str]) -> str:
+    """The command named in ``argv`` ("" when none is: top-level ``--help``, or an error)."""
+    return next((a for a in argv if not a.startswith("-")), "")
 
 
 def _run(command: type, args: argparse.Namespace) -> int:
@@ -161,7 +171,8 @@ def _run(command: type, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; user errors become one clear message and exit code 2."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(only=_command_in(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

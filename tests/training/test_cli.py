@@ -174,3 +174,25 @@ def test_serve_execs_gunicorn_with_the_apps_settings(monkeypatch, tmp_path):
     assert seen["argv"][1:4] == ["-m", "gunicorn", "-c"] and seen["argv"][-1] == "app:create_app()"
     assert Path(seen["argv"][4]).name == "gunicorn_conf.py" and Path(seen["argv"][4]).is_file()
     assert seen["env"]["CXRLAB_MODELS_DIR"] == str(tmp_path) and seen["env"]["CXRLAB_BIND"] == "127.0.0.1:9009"
+
+
+def test_help_and_light_commands_do_not_load_keras():
+    """The experiment configs' modules load Keras; only their own command pays for that."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom training.cli import build_parser\n"
+            "build_parser(only='').parse_args(['models'])\n"
+            "build_parser(only='fit-gate').parse_args(['fit-gate', '--model', 'm'])\n"
+            "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'loaded'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_command_after_the_verbose_flag_gets_its_experiment_flags():
+    from training.cli import _command_in
+
+    assert _command_in(["-v", "semi", "--data", "d"]) == "semi" and _command_in(["--help"]) == ""
+    args = build_parser(only=_command_in(["-v", "semi", "--rounds", "3"])).parse_args(["-v", "semi", "--rounds", "3"])
+    assert args.rounds == 3 and args.verbose

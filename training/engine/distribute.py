@@ -31,6 +31,7 @@ from typing import Any
 
 import keras
 
+from training.engine.device import gpu_count
 from training.errors import CXRError
 
 log = logging.getLogger(__name__)
@@ -150,18 +151,6 @@ def chief_role(conf: dict[str, Any] | None) -> tuple[bool, int]:
 
 
 # ------------------------------------------------------------------ resolve
-def _gpu_count() -> int:
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
-
-        return len(tf.config.list_physical_devices("GPU"))
-    if keras.backend.backend() == "jax":
-        import jax  # JAX backend only
-
-        return sum(d.platform == "gpu" for d in jax.devices())
-    return 0
-
-
 def resolve_setting(setting: str, backend: str | None = None) -> str:
     """``setting`` with ``"auto"`` decided; a clear error when the backend cannot do it."""
     backend = backend or keras.backend.backend()
@@ -170,7 +159,7 @@ def resolve_setting(setting: str, backend: str | None = None) -> str:
     if setting == "auto":
         if backend == "tensorflow" and n_workers(read_tf_config()) > 1:
             return "multiworker"
-        if _gpu_count() > 1:
+        if gpu_count() > 1:
             return {"tensorflow": "mirrored", "jax": "data_parallel"}.get(backend, "none")
         return "none"
     needed = _BACKEND_OF.get(setting)

@@ -34,7 +34,8 @@ from training.engine import features as feats
 from training.engine.augment import build_augmentation, with_augmentation
 from training.engine.callbacks import BestOnValidation, build_callbacks
 from training.engine.data import ArrayBatches, class_balance_weights, keras_input
-from training.engine.loop import fit_batches, gpus_visible, loss_for
+from training.engine.device import gpus_visible
+from training.engine.loop import fit_batches, loss_for
 from training.engine.prepare import Prepared, load_data, prepare, resolve_split
 from training.engine.distribute import Distribution, make_distribution, worker_out
 from training.engine.gate import fit_model_gate

@@ -15,20 +15,8 @@ import keras
 
 from training.engine.callbacks import EpochSync
 from training.engine.data import ArrayBatches, keras_input
+from training.engine.device import gpus_visible
 from training.models import losses
-
-
-def gpus_visible() -> bool:
-    """Whether the active backend sees a GPU."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
-
-        return bool(tf.config.list_physical_devices("GPU"))
-    if keras.backend.backend() == "jax":
-        import jax  # JAX backend only
-
-        return any(d.platform == "gpu" for d in jax.devices())
-    return False
 
 
 def use_jit(setting: str) -> bool:
