@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io as _io
 import json
 import math
 import os
@@ -167,6 +168,18 @@ def write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> P
     with atomic_open(path, "w", encoding=encoding, newline="") as f:
         f.write(text)
     return Path(path)
+
+
+def write_figure(path: str | os.PathLike, fig: Any, **savefig: Any) -> Path:
+    """Atomically write a matplotlib ``Figure`` (format from the suffix; ``savefig`` options)."""
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", **savefig)
+    return write_bytes(path, buffer.getvalue())
+
+
+def write_csv(path: str | os.PathLike, df: Any, **to_csv: Any) -> Path:
+    """Atomically write a pandas ``DataFrame`` as CSV (``index=False`` unless given)."""
+    return write_text(path, df.to_csv(**{"index": False, **to_csv}))
 
 
 def json_text(obj: Any, indent: int | None = 2, **kwargs: Any) -> str:

@@ -77,6 +77,23 @@ def test_write_bytes_text_json_modes_and_content(tmp_path, umask):
     _no_temp_files(tmp_path)
 
 
+def test_write_figure_and_csv_modes_and_content(tmp_path, umask):
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    png = io.write_figure(tmp_path / "f.png", fig, dpi=50)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = io.write_figure(tmp_path / "f.svg", fig)
+    assert b"<svg" in svg.read_bytes()[:400]
+    csv = io.write_csv(tmp_path / "t.csv", pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
+    assert csv.read_text() == "a,b\n1,x\n2,y\n"
+    for path in (png, svg, csv):
+        _expect_file(path, umask)
+    _no_temp_files(tmp_path)
+
+
 def test_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
     target = io.write_text(tmp_path / "f.txt", "old")
     with pytest.raises(RuntimeError), io.atomic_open(target, "w") as f:

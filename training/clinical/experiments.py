@@ -153,7 +153,7 @@ def _bar_plot(rows: list[tuple[str, str, dict]], path: Path, title: str) -> Path
     ax.set_xticks(range(len(rows)), [f"{g}\n{m}" for g, m, _ in rows], rotation=45, ha="right", fontsize=8)
     ax.set(ylim=(0, 1), ylabel="ROC-AUC (95% CI, patient bootstrap)", title=title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    io.write_figure(path, fig, dpi=110)
     return path
 
 

@@ -12,7 +12,7 @@ with 95 % CIs by patient bootstrap.
 """
 from __future__ import annotations
 
-import io
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from training import io
 from training.errors import DataError
 from training.evaluation.bootstrap import bootstrap_ci
 
@@ -46,7 +47,7 @@ def read_scores(path: str | Path) -> pd.DataFrame:
     lines = path.read_text(encoding="utf-8").splitlines()
     body = "\n".join(line for line in lines if not line.lstrip().startswith("##"))
     try:
-        df = pd.read_csv(io.StringIO(body), dtype={"filename": str})
+        df = pd.read_csv(StringIO(body), dtype={"filename": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise DataError(f"not a readable CSV after the ## comment lines ({e})", path=path,
                         hint="check the file against the ieee8023 original") from None
@@ -132,5 +133,5 @@ def scatter_plot(results: dict[str, tuple[np.ndarray, np.ndarray, dict]], path: 
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    io.write_figure(path, fig, dpi=110)
     return path

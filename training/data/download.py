@@ -9,6 +9,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from training import io
 from training.errors import CXRError
 
 IEEE8023_URL = "https://github.com/ieee8023/covid-chestxray-dataset/archive/refs/heads/master.zip"
@@ -43,7 +44,7 @@ def download_ieee8023(dest: str | Path | None = None, url: str = IEEE8023_URL,
             "`make demo DATA=path/to/covid-chestxray-dataset` (the folder with metadata.csv and "
             "images/), or download it elsewhere and unpack it into " + str(dest)
         ) from exc
-    os.replace(partial, archive)  # only a complete download gets the final name
+    io.publish(partial, archive)  # only a complete download gets the final name
     _unpack(archive, dest)
     archive.unlink(missing_ok=True)
     return target

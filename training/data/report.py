@@ -199,7 +199,7 @@ def _bars(path: Path, categories: list[str], series: dict[str, list[int]], title
     ax.spines[["top", "right"]].set_visible(False)
     if len(series) > 1:
         fig.legend(loc="outside right upper", frameon=False, fontsize=8)
-    fig.savefig(path, dpi=110)
+    io.write_figure(path, fig, dpi=110)
 
 
 def _categorical_figure(out: Path, summary: dict, col: str, label: str) -> str:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import keras
 
+from training import io
 from training.config import TrainConfig, dump_config
 from training.engine import batchnorm
 from training.engine import features as feats
@@ -255,7 +256,7 @@ def _history(out: Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame()
     df = pd.read_csv(path).drop_duplicates("epoch", keep="last").sort_values("epoch")
-    df.to_csv(path, index=False)
+    io.write_csv(path, df)
     return df
 
 

@@ -149,7 +149,7 @@ def compare_models(model_dirs: Sequence[str | Path], data: Sequence[str], split:
                                       out / f"roc_overlay_{slug(o)}.png", title=f"ROC: {o}").name
                for j, o in enumerate(first.outputs)]
     df = pd.DataFrame(rows)
-    df.to_csv(out / "compare.csv", index=False)
+    io.write_csv(out / "compare.csv", df)
     summary = rounded({"split": evs.split, "split_sha256": first.card.split.get("sha256"),
                        "part": evs.part, "test_set": evs.test_set,
                        "data": list(data), "n_images": int(len(Y)),

@@ -8,14 +8,14 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
+from training import io
 from training.evaluation.estimate import Estimate
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+    return io.write_figure(path, fig, dpi=110, bbox_inches="tight")
 
 
 def _curves(y_list, p_list, labels, kind: str) -> list[tuple[str, np.ndarray, np.ndarray]]:

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from training import io
 from training.errors import CXRError, DataError, ModelCardError
 from training.evaluation import metrics as M
 from training.evaluation.calibration import Calibration
@@ -346,7 +347,5 @@ def write_predictions(df: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".json":
-        df.to_json(path, orient="records", indent=1)
-    else:
-        df.to_csv(path, index=False)
-    return path
+        return io.write_text(path, df.to_json(orient="records", indent=1))
+    return io.write_csv(path, df)

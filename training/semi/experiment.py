@@ -315,7 +315,7 @@ def plot_label_efficiency(results: dict[str, Any], path: str | Path) -> Path:
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path)
+    io.write_figure(path, fig)
     return path
 
 

@@ -1,19 +1,12 @@
-"""The feature-space OOD gate: fitted on training features, thresholds on validation ones."""
+"""The OOD score: PPCA Mahalanobis on features, conformal p-values, gate files with their hash."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from tests.training.gate.conftest import features
 from training.errors import ModelCardError
 from training.gate import ood
-from training.gate.assess import model_scores
-from training.gate.verdict import Reason, judge
-
-
-def features(n: int, dim: int = 32, shift: float = 0.0, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    basis = np.random.default_rng(99).normal(size=(4, dim))
-    return rng.normal(size=(n, 4)) @ basis + 0.1 * rng.normal(size=(n, dim)) + shift
 
 
 def test_scores_separate_shifted_features_and_thresholds_come_from_validation():
@@ -68,38 +61,3 @@ def test_missing_gate_file_is_a_clear_error(tmp_path):
 def test_too_few_training_images_is_an_error():
     with pytest.raises(ValueError, match="at least 3"):
         ood.fit_gate(features(2), features(2))
-
-
-def _models(p_values):
-    return {f"m{i}": {"score": 1.0, "p_value": p} for i, p in enumerate(p_values)}
-
-
-def test_judge_refuses_when_one_model_is_beyond_the_bonferroni_budget():
-    result = judge([], _models([0.004, 0.5, 0.6, 0.3]))           # 4 x 0.004 <= 0.02
-    assert result.verdict == "refuse"
-    assert [r.code for r in result.reasons] == ["out_of_distribution"]
-    assert result.models["m0"]["verdict"] == "ood" and result.models["m1"]["verdict"] == "ok"
-
-
-def test_judge_warns_for_unusual_models_within_the_budget():
-    result = judge([], _models([0.01, 0.5, 0.6, 0.3]))            # 4 x 0.01 > 0.02, but 0.01 <= WARN_P
-    assert result.verdict == "warn"
-    assert [(r.code, r.model) for r in result.reasons] == [("unusual", "m0")]
-
-
-def test_judge_keeps_image_reasons_and_accepts_clean_images():
-    assert judge([], _models([0.5, 0.9])).verdict == "accept"
-    warned = judge([Reason("colour", "warn", "marks")], _models([0.5]))
-    assert warned.verdict == "warn" and warned.to_json()["reasons"][0]["code"] == "colour"
-    assert judge([Reason("too_small", "refuse", "tiny")], {}).refused
-
-
-def test_bank_false_refusals_stay_within_the_budget():
-    """Four correlated models, new in-distribution images: refused at most ~REFUSE_ALPHA."""
-    gates = [ood.fit_gate(features(300, seed=s), features(200, seed=10 + s), n_components=4) for s in range(4)]
-    fresh = features(1000, seed=99)
-    scores = [g.score(fresh) for g in gates]
-    refused = np.mean([judge([], model_scores({f"m{k}": (g, s[i]) for k, (g, s) in
-                                                 enumerate(zip(gates, scores))})).refused
-                       for i in range(len(fresh))])
-    assert refused <= 0.04

@@ -1,11 +1,10 @@
-"""BestOnValidation (validation only, resumable, patience), EpochSync, feature cache."""
+"""Callbacks: best-on-validation, epoch seeding, kill-safe order, backups at their interval."""
 import json
 
 import numpy as np
 import pytest
 import keras
 
-from training.engine import features as feats
 from training.engine.callbacks import Backup, BestOnValidation, EpochSync, build_callbacks, seed_generators
 
 
@@ -134,27 +133,3 @@ def test_backup_writes_best_state_with_it(tmp_path):
     other.load_weights(best.weights_path)
     for a, b in zip(other.get_weights(), kept):
         np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("mode,augment,setting,expected", [
-    ("frozen", False, "auto", True), ("frozen", True, "auto", False), ("frozen", True, "on", True),
-    ("scratch", False, "auto", False), ("frozen", False, "off", False), ("finetune", False, "auto", True)])
-def test_decide(mode, augment, setting, expected):
-    use, why = feats.decide(mode, augment, setting)
-    assert use is expected and why
-
-
-def test_feature_cache_key_and_hit(tmp_path, monkeypatch):
-    images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
-    inp = keras.Input((8, 8, 3))
-    fm = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(keras.ops.cast(inp, "float32")))
-    key = feats.feature_key("vgg16", None, 8, "k1", images)
-    assert key != feats.feature_key("vgg16", None, 8, "k2", images)
-    assert key != feats.feature_key("vgg16", "imagenet", 8, "k1", images)
-    other = images.copy()
-    other[0, 0, 0, 0] ^= 1
-    assert key != feats.feature_key("vgg16", None, 8, "k1", other)
-    first = feats.cached_features(fm, images, key, tmp_path, batch_size=2)
-    np.testing.assert_allclose(first, images.reshape(5, -1, 3).mean(axis=1), rtol=1e-5)
-    monkeypatch.setattr(feats, "compute_features", lambda *a, **k: pytest.fail("recomputed"))
-    np.testing.assert_array_equal(feats.cached_features(fm, images, key, tmp_path), first)
