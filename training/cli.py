@@ -20,6 +20,8 @@ from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from training.commands import COMMANDS  # noqa: E402
+from training.config import TrainConfig, config_keys, load_config  # noqa: E402
 from training.errors import CXRError  # noqa: E402
 from training.flags import add_config_args, config_from_args, save_resolved  # noqa: E402
 
@@ -37,14 +39,12 @@ CLI_DEFAULTS = {"on_error": "skip"}
 
 def _train_config(args: argparse.Namespace):
     """The :class:`TrainConfig` of ``train``/``train-all``: defaults, ``--config``, then flags."""
-    from training.config import config_keys, load_config
-
     overrides = {k: getattr(args, k) for k in config_keys() if getattr(args, k, None) is not None}
     return load_config(args.config, overrides, defaults=CLI_DEFAULTS)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from training.engine.fit import train
+    from training.engine.fit import train  # loads Keras: only the command that runs pays for it
 
     model_dir = train(_train_config(args))
     print(f"model: {model_dir}")
@@ -52,8 +52,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_train_all(args: argparse.Namespace) -> int:
-    from training.engine.fit import train_all
-    from training.models.registry import FOUR
+    from training.engine.fit import train_all  # loads Keras: only the command that runs pays for it
+    from training.models.registry import FOUR  # loads Keras: only the command that runs pays for it
 
     archs = tuple(args.archs.split(",")) if args.archs else FOUR
     for d in train_all(_train_config(args), archs=archs):
@@ -62,7 +62,7 @@ def cmd_train_all(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from training.pretrain import PretrainConfig, pretrain
+    from training.pretrain import PretrainConfig, pretrain  # loads Keras: only the command that runs pays for it
 
     cfg = config_from_args(PretrainConfig, args)
     out = pretrain(cfg)
@@ -72,7 +72,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from training.demo import DemoConfig, run_demo
+    from training.demo import DemoConfig, run_demo  # loads Keras: only the command that runs pays for it
 
     cfg = config_from_args(DemoConfig, args)
     run_demo(cfg)
@@ -81,7 +81,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_semi(args: argparse.Namespace) -> int:
-    from training.semi.experiment import SemiConfig, run_experiment
+    from training.semi.experiment import SemiConfig, run_experiment  # loads Keras: only the command that runs pays for it
 
     cfg = config_from_args(SemiConfig, args)
     if not cfg.data:
@@ -94,15 +94,13 @@ def cmd_semi(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- parser
 def _train_args(p: argparse.ArgumentParser) -> None:
-    from training.config import TrainConfig
-
     p.add_argument("--config", help="YAML training config (command-line options override it)")
     add_config_args(p, TrainConfig)
 
 
 def cmd_clinical(args: argparse.Namespace) -> int:
     """Run one clinical experiment (fusion | prognosis | severity) and print its table."""
-    from training.clinical.experiments import EXPERIMENTS, ExperimentConfig, summary
+    from training.clinical.experiments import EXPERIMENTS, ExperimentConfig, summary  # loads Keras: only the command that runs pays for it
 
     cfg = config_from_args(ExperimentConfig, args)
     if not cfg.data:
@@ -132,8 +130,6 @@ EXPERIMENT_COMMANDS: dict[str, tuple[str, str, Callable[[argparse.Namespace], in
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The ``cxrlab`` parser; ``only``: give experiment flags to that command alone (None: all)."""
-    from training.commands import COMMANDS
-
     parser = argparse.ArgumentParser(prog="cxrlab", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)

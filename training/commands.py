@@ -8,6 +8,7 @@ Each ``run`` imports the library parts it calls, so a command loads only what it
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ class DataCommand(Command):
         return opts
 
     def load(self):
-        from training.data.formats import load_datasets
+        from training.data.formats import load_datasets  # only what this command runs
 
         ds = load_datasets(self.data, on_error=self.on_error, **self.loader_options())
         report_skipped(ds.skipped)
@@ -86,8 +87,8 @@ class Report(DataCommand):
     out: str | None = opt(None, "output folder")
 
     def run(self) -> int:
-        from training.data.report import write_report
-        from training.data.splits import load_split
+        from training.data.report import write_report  # only what this command runs
+        from training.data.splits import load_split  # only what this command runs
 
         ds = self.load()
         index = write_report(ds, self.out, split=load_split(self.split, ds) if self.split else None)
@@ -110,8 +111,8 @@ class Split(DataCommand):
     out: str | None = opt(None, "split CSV to write")
 
     def run(self) -> int:
-        from training.data.splits import make_split, save_split, split_hash
-        from training.data.tasks import get_task
+        from training.data.splits import make_split, save_split, split_hash  # only what this command runs
+        from training.data.tasks import get_task  # only what this command runs
 
         df = make_split(self.load(), get_task(self.task), parts=tuple(self.parts), seed=self.seed,
                         folds=self.folds)
@@ -137,7 +138,7 @@ class Predict(Command):
     batch_size: int = opt(32, "images per batch")
 
     def run(self) -> int:
-        from training.evaluation.predict import predict_files, write_predictions
+        from training.evaluation.predict import predict_files, write_predictions  # only what this command runs
 
         df = predict_files(self.model, self.paths, batch_size=self.batch_size)
         write_predictions(df, self.output)
@@ -172,7 +173,7 @@ class Evaluate(DataCommand):
                            choices="evaluate_calibration")
 
     def run(self) -> int:
-        from training.evaluation.evaluate import evaluate_model
+        from training.evaluation.evaluate import evaluate_model  # only what this command runs
 
         kwargs: dict[str, Any] = {}
         if self.target_sensitivity is not None:
@@ -204,13 +205,12 @@ class Calibrate(DataCommand):
     cache_dir: str | None = opt(None, CACHE_HELP)
 
     def run(self) -> int:
-        from training.evaluation.recalibrate import recalibrate
+        from training.evaluation.recalibrate import recalibrate  # only what this command runs
 
-        opts = self.loader_options() if self.data else {}
         cal = recalibrate(self.model, data=self.data or None, split=self.split, method=self.method,
                           threshold_method=self.threshold, target_sensitivity=self.target_sensitivity,
                           batch_size=self.batch_size, on_error=self.on_error, cache_dir=self.cache_dir,
-                          **opts)
+                          **self.loader_options())  # without --data: the card's data, as trained
         save_resolved(self, self.model, "calibrate.config.yaml")
         ece = cal.validation_ece.get("macro") or {}
         print(f"calibration: {cal.method} ({cal.chosen_by}); validation macro ECE "
@@ -232,7 +232,7 @@ class FitGate(Command):
     batch_size: int = opt(32, "images per batch")
 
     def run(self) -> int:
-        from training.engine.gate import refit_gate
+        from training.engine.gate import refit_gate  # only what this command runs
 
         entry = refit_gate(self.model, data=self.data or None, batch_size=self.batch_size)
         save_resolved(self, self.model, "fit-gate.config.yaml")
@@ -265,7 +265,7 @@ class Compare(DataCommand):
     cache_dir: str | None = opt(None, CACHE_HELP)
 
     def run(self) -> int:
-        from training.evaluation.compare import compare_models
+        from training.evaluation.compare import compare_models  # only what this command runs
 
         models = self.model or sorted(str(p.parent) for p in Path(self.models_dir).glob("*/card.json"))
         if not models:
@@ -289,7 +289,7 @@ class Models(Command):
     img_size: int | None = opt(None, "input size in px (default: each backbone's own)")
 
     def run(self) -> int:
-        from training.models.describe import describe_architectures
+        from training.models.describe import describe_architectures  # only what this command runs
 
         rows = describe_architectures(input_size=self.img_size)
         print(f"{'name':<16}{'input':>6}  {'preprocess':<10}{'total params':>14}"
@@ -308,7 +308,7 @@ class Download(Command):
     dest: str | None = opt(None, "folder (default ~/.cache/cxrlab/datasets)")
 
     def run(self) -> int:
-        from training.data.download import download_ieee8023
+        from training.data.download import download_ieee8023  # only what this command runs
 
         print(download_ieee8023(self.dest))
         return 0
@@ -337,7 +337,7 @@ class Shortcuts(Command):
     out: str | None = opt(None, "output folder")
 
     def run(self) -> int:
-        from training.audits import shortcuts
+        from training.audits import shortcuts  # only what this command runs
 
         common = dict(out_dir=self.out, n_boot=self.n_boot, seed=self.seed)
         if self.check == "lungs":
@@ -371,8 +371,6 @@ class Serve(Command):
 
     def run(self) -> int:
         """Replace this process with gunicorn serving the app (settings: ``app/gunicorn_conf.py``)."""
-        import importlib.util
-
         spec = importlib.util.find_spec("app")
         if spec is None or spec.origin is None:
             raise CXRError("the web app package `app` is not importable. What to do: install cxrlab "

@@ -19,12 +19,21 @@ repeat that training; `pretrain` is for data the demo does not train on).
 from __future__ import annotations
 
 import time
-
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from training.config import opt
+from training.audits.shortcuts import source_probe
+from training.config import TrainConfig, opt
+from training.data.download import download_ieee8023
+from training.data.formats import load_datasets
+from training.data.report import write_report
+from training.data.splits import make_split, save_split
+from training.data.tasks import get_task
+from training.engine.fit import train_all
+from training.evaluation.compare import compare_models
+from training.evaluation.evaluate import evaluate_model
 from training.models.registry import FOUR
+from training.models.weights import imagenet_obtainable
 
 #: Offline setting: from scratch at a small input size (InceptionV3/Xception need >= 75 px)
 SCRATCH_SIZE = 96
@@ -57,8 +66,6 @@ class DemoConfig:
 
 def imagenet_available(archs: tuple[str, ...]) -> bool:
     """True when every backbone's ImageNet weights are cached or downloadable now."""
-    from training.models.weights import imagenet_obtainable
-
     return all(imagenet_obtainable(arch) for arch in archs)
 
 
@@ -79,8 +86,6 @@ def training_setting(cfg: DemoConfig, pretrained: bool) -> tuple[dict, str]:
 
 def _shortcut_check(ds, data: list[str], split_path: Path, out: Path, n_boot: int) -> None:
     """With several sources: how well the image alone tells them apart (printed, and saved)."""
-    from training.audits.shortcuts import source_probe
-
     if ds.meta["source"].nunique() < 2:
         return
     result = source_probe(data, split_csv=split_path, img_size=64, features="stats",
@@ -105,16 +110,6 @@ class _Clock:
 
 def run_demo(cfg: DemoConfig) -> Path:
     """Run every step; returns the output folder. Each step prints where its output is."""
-    from training.config import TrainConfig
-    from training.data.download import download_ieee8023
-    from training.data.formats import load_datasets
-    from training.data.report import write_report
-    from training.data.splits import make_split, save_split
-    from training.data.tasks import get_task
-    from training.engine.fit import train_all
-    from training.evaluation.compare import compare_models
-    from training.evaluation.evaluate import evaluate_model
-
     out = Path(cfg.out)
     clock = _Clock()
     data = [str(d) for d in cfg.data] or [str(download_ieee8023())]

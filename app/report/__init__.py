@@ -78,14 +78,14 @@ def build_report(fmt: str, result: dict[str, Any], image_bytes: bytes,
         raise ValueError(f"unknown report format {fmt!r}; allowed: {', '.join(sorted(FORMATS))}")
     mimetype, suffix = FORMATS[fmt]
     if fmt == "pdf":
-        from app.report import pdf
+        from app.report import pdf  # reportlab: only when a PDF is asked for
 
         payload = pdf.build_pdf(result, image_bytes, filename)
     else:
         if not is_dicom(image_bytes, filename):
             raise ReportError(f"a DICOM Structured Report needs a DICOM upload; {filename} is not "
                               "DICOM; ask for format=pdf")
-        from app.report import sr
+        from app.report import sr  # highdicom/pydicom: only when an SR is asked for
 
         payload = sr.build_sr(result, image_bytes, filename)
     return payload, mimetype, download_name(filename, suffix)

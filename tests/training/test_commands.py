@@ -64,3 +64,21 @@ def test_serve_execs_gunicorn_with_the_apps_settings(monkeypatch, tmp_path):
     assert seen["argv"][1:4] == ["-m", "gunicorn", "-c"] and seen["argv"][-1] == "app:create_app()"
     assert Path(seen["argv"][4]).name == "gunicorn_conf.py" and Path(seen["argv"][4]).is_file()
     assert seen["env"]["CXRLAB_MODELS_DIR"] == str(tmp_path) and seen["env"]["CXRLAB_BIND"] == "127.0.0.1:9009"
+
+
+def test_calibrate_passes_the_data_options_on_also_without_data(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import training.evaluation.recalibrate as recalibrate
+
+    seen = {}
+
+    def capture(model, **kw):
+        seen.update(kw)
+        return SimpleNamespace(method="platt", chosen_by="test", validation_ece={})
+
+    monkeypatch.setattr(recalibrate, "recalibrate", capture)
+    assert main(["calibrate", "--model", str(tmp_path), "--format", "ieee8023", "--views", "PA",
+                 "--method", "platt"]) == 0
+    assert seen["data"] is None and seen["fmt"] == "ieee8023" and seen["views"] == ("PA",)
+    assert seen["method"] == "platt" and (tmp_path / "calibrate.config.yaml").is_file()

@@ -14,9 +14,12 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
+from training.config import config_keys, load_config
 from training.engine.features import compute_features
+from training.engine.prepare import prepare
 from training.gate.ood import OODGate, fit_gate, save_gate
 from training.gate.verdict import REFUSE_ALPHA
+from training.models.card import load_model, update_card
 from training.models.parts import feature_model, gate_layers
 
 log = logging.getLogger(__name__)
@@ -43,10 +46,6 @@ def fit_model_gate(model: keras.Model, train_images: np.ndarray, val_images: np.
 def refit_gate(model_dir: str | Path, data: Sequence[str] | None = None,
                batch_size: int = 32) -> dict[str, Any]:
     """Fit the gate of a saved model on its split; writes ``gate.npz`` and the card's ``gate``."""
-    from training.config import load_config  # the run's own config (imports the data layer)
-    from training.engine.prepare import prepare
-    from training.models.card import load_model, update_card
-
     d = Path(model_dir)
     model, card = load_model(d)
     overrides: dict[str, Any] = {"split": card.split.get("file"), "out": str(d)}
@@ -68,8 +67,6 @@ def refit_gate(model_dir: str | Path, data: Sequence[str] | None = None,
 
 def _card_config(card: Any) -> dict[str, Any]:
     """The training config keys a card records (for models saved without config.yaml)."""
-    from training.config import config_keys
-
     # "feature_cache" in the card is the trainer's fact (bool), not the config's setting.
     keys = set(config_keys()) - {"feature_cache"}
     return {k: v for k, v in (card.training or {}).items() if k in keys and v is not None}
