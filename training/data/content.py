@@ -7,7 +7,6 @@ every patient that shares a byte-identical file into one group (used by
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
@@ -17,12 +16,14 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from training import io
+
 
 def _sha1(path: str) -> str | None:
-    """sha1 of a file's bytes; None when it cannot be read (it then keeps its own group)."""
+    """sha1 of a file's bytes (fast; not a security use); None when it cannot be read (it then
+    keeps its own group)."""
     try:
-        with open(path, "rb") as fh:
-            return hashlib.file_digest(fh, "sha1").hexdigest()
+        return io.file_digest(path, "sha1")
     except OSError:
         return None
 
