@@ -1,5 +1,8 @@
 """Train one model (or the four side by side) from a :class:`~training.config.TrainConfig`.
 
+Each stage is one :func:`training.engine.loop.fit_batches` call (the one training loop); this
+module decides the stages, their inputs and callbacks, and what is fitted and saved after them.
+
 Resumable: every fit backs up to ``out/backup`` (``engine.callbacks.Backup``: Keras's
 ``BackupAndRestore``, atomic, at most every ``cfg.backup_interval`` seconds); batch order and
 random state are functions of ``(seed, epoch)`` (see ``engine.data``/``engine.callbacks``), so a
@@ -8,7 +11,7 @@ Fine-tuning has two stages; ``out/backup/stage1.done`` tells a restarted run tha
 finished (its weights are in ``out/backup/stage1.weights.h5``).
 
 Backend-portable: only ``keras``/``keras.ops`` are used, except in branches guarded by
-``keras.backend.backend() == "tensorflow"`` (op determinism, distribution, GPU listing).
+``keras.backend.backend() == "tensorflow"`` (op determinism, distribution).
 
 Scale (docs/scaling.md): ``cfg.distribute`` trains data-parallel (``engine.distribute``;
 ``batch_size`` per replica, lr scaled linearly, only the chief writes ``out``) and
