@@ -21,7 +21,7 @@ from typing import Callable
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from training.commands import COMMANDS  # noqa: E402
-from training.config import TrainConfig, config_keys, load_config  # noqa: E402
+from training.config import TrainConfig, config_keys, load_config, split_commas  # noqa: E402
 from training.errors import CXRError  # noqa: E402
 from training.flags import add_config_args, config_from_args, save_resolved  # noqa: E402
 
@@ -55,7 +55,7 @@ def cmd_train_all(args: argparse.Namespace) -> int:
     from training.engine.fit import train_all  # loads Keras: only the command that runs pays for it
     from training.models.registry import FOUR  # loads Keras: only the command that runs pays for it
 
-    archs = tuple(args.archs.split(",")) if args.archs else FOUR
+    archs = tuple(split_commas(args.archs)) if args.archs else FOUR
     for d in train_all(_train_config(args), archs=archs):
         print(f"model: {d}")
     return 0

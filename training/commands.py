@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from training.config import opt
+from training.config import opt, split_commas
 from training.errors import CXRError
 from training.flags import Command, save_resolved
 
@@ -31,12 +31,6 @@ def report_skipped(skipped: list[dict]) -> None:
     lines = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
     print(f"WARNING: {len(skipped)} row(s) skipped ({lines}). They are listed in the dataset "
           "report; pass --on-error raise to stop on them instead.", file=sys.stderr)
-
-
-def _split_commas(value: Any) -> Any:
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return value
 
 
 @dataclass
@@ -55,7 +49,7 @@ class DataCommand(Command):
 
     def __post_init__(self) -> None:
         self.data = [str(d) for d in ([self.data] if isinstance(self.data, (str, Path)) else self.data)]
-        self.views, self.modalities = _split_commas(self.views), _split_commas(self.modalities)
+        self.views, self.modalities = split_commas(self.views), split_commas(self.modalities)
         super().__post_init__()
 
     def loader_options(self) -> dict[str, Any]:
@@ -175,14 +169,12 @@ class Evaluate(DataCommand):
     def run(self) -> int:
         from training.evaluation.evaluate import evaluate_model  # only what this command runs
 
-        kwargs: dict[str, Any] = {}
-        if self.target_sensitivity is not None:
-            kwargs["target_sensitivity"] = self.target_sensitivity
         evaluate_model(self.model, self.data, split=self.split, part=self.part, out_dir=self.out,
                        allow_overlap=self.allow_overlap, external=self.external,
                        threshold_method=self.threshold, n_boot=self.n_boot, on_error=self.on_error,
                        batch_size=self.batch_size, cache_dir=self.cache_dir,
-                       calibration=self.calibration, **self.loader_options(), **kwargs)
+                       target_sensitivity=self.target_sensitivity, calibration=self.calibration,
+                       **self.loader_options())
         save_resolved(self, self.out)
         print(f"evaluation: {Path(self.out) / 'report.html'}")
         return 0

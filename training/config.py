@@ -43,6 +43,13 @@ def opt(default: Any = None, help: str = "", factory: Callable[[], Any] | None =
     return field(default=default, metadata=meta)
 
 
+def split_commas(value: Any) -> Any:
+    """``"PA, AP"`` → ``["PA", "AP"]`` (blanks dropped); anything but a string unchanged."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
 #: default peak learning rate of a head on a frozen backbone (and of fine-tuning's stage 1)
 HEAD_LR = 1e-3
 
@@ -126,10 +133,7 @@ class TrainConfig:
         self.parts = tuple(float(p) for p in self.parts)  # type: ignore[assignment]
         if isinstance(self.distribute, bool):  # older configs had distribute: true/false
             self.distribute = "mirrored" if self.distribute else "none"
-        for key in ("views", "modalities"):
-            value = getattr(self, key)
-            if isinstance(value, str):
-                setattr(self, key, [v.strip() for v in value.split(",") if v.strip()])
+        self.views, self.modalities = split_commas(self.views), split_commas(self.modalities)
         self._check()
 
     def _check(self) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from training.audits.shortcuts import source_probe
-from training.config import TrainConfig, opt
+from training.config import TrainConfig, opt, split_commas
 from training.data.download import download_ieee8023
 from training.data.formats import load_datasets
 from training.data.report import write_report
@@ -60,8 +60,7 @@ class DemoConfig:
     max_images: int | None = opt(None, "cap on training images per model (quick runs)")
 
     def __post_init__(self) -> None:
-        if isinstance(self.archs, str):
-            self.archs = tuple(a.strip() for a in self.archs.split(",") if a.strip())
+        self.archs = tuple(split_commas(self.archs))
 
 
 def imagenet_available(archs: tuple[str, ...]) -> bool:

@@ -119,13 +119,5 @@ def save_resolved(cfg: Any, out_dir: str | Path, name: str = "config.yaml") -> P
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     values = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
-    return io.write_text(out_dir / name, yaml.safe_dump(_plain(values), sort_keys=False))
+    return io.write_text(out_dir / name, yaml.safe_dump(io.jsonable(values), sort_keys=False))
 
-
-def _plain(value: Any) -> Any:
-    """YAML-safe: tuples as lists, recursively."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

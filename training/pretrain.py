@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from training.config import TrainConfig, opt
+from training.config import TrainConfig, opt, split_commas
 from training.errors import CXRError
 from training.data.formats import load_datasets
 from training.data.content import file_digests
@@ -63,8 +63,7 @@ class PretrainConfig:
         for key in ("data", "exclude"):
             value = getattr(self, key)
             setattr(self, key, [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value])
-        if isinstance(self.views, str):
-            self.views = [v.strip() for v in self.views.split(",") if v.strip()]
+        self.views = split_commas(self.views)
         if not 0.0 < float(self.val_fraction) < 1.0:
             raise CXRError(f"pretrain: val_fraction must be in (0, 1), got {self.val_fraction}")
 

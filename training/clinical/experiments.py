@@ -21,12 +21,13 @@ from training.config import opt
 from training.errors import DataError
 from training import io
 from training.audits.shortcuts import intensity_histogram
-from training.clinical.fusion import balanced_class_weight, fit_head, fusion_parts
+from training.clinical.fusion import fit_head, fusion_parts
 from training.clinical.fusion import build_fusion_model
 from training.data.cache import ImageCache, default_cache_dir
 from training.data.formats import load_dataset
 from training.data.splits import make_split, save_split, split_hash
 from training.data.tasks import get_task
+from training.engine.data import class_balance_weights
 from training.engine.features import compute_features
 from training.evaluation.bootstrap import bootstrap_ci
 from training.evaluation.bootstrap import paired_bootstrap
@@ -210,11 +211,11 @@ def _fusion_models(model, feats, meta, y, part, cfg) -> dict[str, np.ndarray]:
 
 
     tr, va, te = (part == p for p in ("train", "val", "test"))
-    cw = balanced_class_weight(y[tr])
+    cw = class_balance_weights(y[tr])[0]  # "balanced", as scikit-learn's
     model.get_layer("image_norm").adapt(feats[tr])
     _, head = fusion_parts(model)
     val = ([feats[va], meta[va]], y[va]) if va.any() else None
-    fit_head(head, [feats[tr], meta[tr]], y[tr], val, cfg.epochs, class_weight=cw, seed=cfg.seed)
+    fit_head(head, [feats[tr], meta[tr]], y[tr], val, cfg.epochs, sample_weight=cw, seed=cfg.seed)
     out = {"fused (keras)": np.asarray(head.predict([feats[te], meta[te]], verbose=0))[:, 1]}
     keras.utils.set_random_seed(cfg.seed)
     norm = keras.layers.Normalization()
@@ -222,7 +223,7 @@ def _fusion_models(model, feats, meta, y, part, cfg) -> dict[str, np.ndarray]:
     img = keras.Sequential([keras.Input(feats.shape[1:]), norm, keras.layers.Dropout(0.2, seed=cfg.seed),
                             keras.layers.Dense(2, activation="softmax")])
     fit_head(img, [feats[tr]], y[tr], ([feats[va]], y[va]) if va.any() else None, cfg.epochs,
-             class_weight=cw, seed=cfg.seed)
+             sample_weight=cw, seed=cfg.seed)
     out["image-only (keras)"] = np.asarray(img.predict(feats[te], verbose=0))[:, 1]
     yt = y[tr, 1].astype(int)
     lr = LogisticRegression(max_iter=5000, class_weight="balanced").fit(meta[tr], yt)

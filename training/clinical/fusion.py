@@ -62,22 +62,18 @@ def fusion_parts(model: keras.Model) -> tuple[keras.Model, keras.Model]:
 
 def fit_head(head: keras.Model, inputs: list[np.ndarray], y: np.ndarray,
              val: tuple[list[np.ndarray], np.ndarray] | None = None, epochs: int = 60,
-             lr: float = 1e-3, batch_size: int = 32, class_weight: dict | None = None,
+             lr: float = 1e-3, batch_size: int = 32, sample_weight: np.ndarray | None = None,
              patience: int = 10, seed: int = 0) -> dict[str, Any]:
     """Train a head on cached inputs (Adam, masked cross-entropy); return its history.
 
     Through the project's one loop (:func:`training.engine.loop.fit_batches`; batch order a
     function of ``seed`` and the epoch). ``y`` is one-hot (softmax head) or 0/1 (sigmoid).
-    ``class_weight`` (class index → weight) weights each row by its class (argmax of ``y``).
+    ``sample_weight``: per-row loss weights (e.g. :func:`~training.engine.data.class_balance_weights`).
     With ``val``, early stopping on validation loss restores the best weights.
     """
     softmax = getattr(getattr(head.layers[-1], "activation", None), "__name__", "") == "softmax"
-    y = np.asarray(y, dtype=np.float32)
-    weight = None
-    if class_weight is not None:
-        weight = np.array([class_weight.get(int(c), 1.0) for c in y.argmax(axis=1)], np.float32)
     one = (lambda xs: xs[0] if len(xs) == 1 else tuple(xs))  # a one-input model wants a bare array
-    train = ArrayBatches(one(inputs), y, batch_size, shuffle=True, seed=seed, sample_weight=weight)
+    train = ArrayBatches(one(inputs), y, batch_size, shuffle=True, seed=seed, sample_weight=sample_weight)
     val_batches = None if val is None else ArrayBatches(one(val[0]), val[1], batch_size)
     callbacks = []
     if val is not None and patience:
@@ -86,8 +82,3 @@ def fit_head(head: keras.Model, inputs: list[np.ndarray], y: np.ndarray,
                        optimizer=keras.optimizers.Adam(lr), epochs=epochs, val=val_batches,
                        callbacks=callbacks)
 
-
-def balanced_class_weight(y_onehot: np.ndarray) -> dict[int, float]:
-    """``n / (k * n_c)`` per class (scikit-learn's "balanced"), for imbalanced tasks."""
-    counts = y_onehot.sum(axis=0)
-    return {i: float(len(y_onehot) / (len(counts) * c)) if c else 1.0 for i, c in enumerate(counts)}

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from training.clinical.features import ClinicalEncoder
-from training.clinical.fusion import (METADATA_NAME, balanced_class_weight, build_fusion_model,
+from training.clinical.fusion import (METADATA_NAME, build_fusion_model,
                                       fit_head, fusion_parts)
 from tests.helpers.images import write_xray
+from training.engine.data import class_balance_weights
 from training.models.build import INPUT_NAME
 
 SIZE = 32
@@ -42,7 +43,7 @@ def test_train_step_changes_the_full_model(model):
     feats = np.asarray(feature_model(images))
     model.get_layer("image_norm").adapt(feats)
     before = np.asarray(model([images, meta]))
-    hist = fit_head(head, [feats, meta], y, epochs=2, class_weight=balanced_class_weight(y))
+    hist = fit_head(head, [feats, meta], y, epochs=2, sample_weight=class_balance_weights(y)[0])
     assert len(hist["loss"]) == 2 and np.isfinite(hist["loss"]).all()
     after = np.asarray(model([images, meta]))
     assert not np.allclose(before, after)  # the head's weights are the full model's
