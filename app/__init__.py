@@ -32,12 +32,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """The application factory: settings from the environment, overridden by ``config``.
 
     ``config["MODEL_BANK"]`` may hold an already loaded :class:`ModelBank` (tests);
-    otherwise every model of ``MODELS_DIR`` is loaded now, once.
+    otherwise every model of ``MODELS_DIR`` is loaded now, once. A wrong setting
+    (:class:`app.config.ConfigError`, ``CXRLAB_DEVICE=gpu`` without a GPU) stops start-up.
     """
     # Imported here, not at the top: `import app` (gunicorn's config, healthcheck, app.config)
     # must not load TensorFlow, which the model bank and the blueprints bring in.
-    from app import api, errors, security, views
+    from app import api, audit, errors, security, views
     from app.forms import make_upload_form
+    from app.device import require_device
     from app.limiter import InflightLimiter
     from app.model_bank import ModelBank
     from app.uploads import InMemoryRequest
@@ -46,8 +48,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.request_class = InMemoryRequest
     app.config.update(app_config.from_env())
     app.config.update(config or {})
-    bank = app.config.get("MODEL_BANK") or ModelBank.from_dir(
-        app.config["MODELS_DIR"], device=app.config["DEVICE"], warmup=app.config["WARMUP"])
+    bank = app.config.get("MODEL_BANK")
+    if bank is None:   # from_dir configures CXRLAB_DEVICE (and refuses gpu without a GPU)
+        bank = ModelBank.from_dir(app.config["MODELS_DIR"], device=app.config["DEVICE"],
+                                  warmup=app.config["WARMUP"])
+    else:              # a bank loaded by the caller: the setting must still hold
+        require_device(app.config["DEVICE"])
     if not len(bank):
         log.warning("no models loaded from %s: train some with `make demo` or "
                     "`python -m training train-all`", app.config["MODELS_DIR"])
@@ -62,5 +68,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     errors.init_app(app)
     security.init_app(app)
+    audit.init_app(app)
     app.jinja_env.globals["disclaimer_detail"] = DISCLAIMER_DETAIL
     return app

@@ -1,13 +1,21 @@
-"""Friendly error pages (HTML) and JSON errors (API) for every expected failure."""
+"""Friendly error pages (HTML) and JSON errors (API) for every expected failure.
+
+No error body or log line holds patient data: a decoder's message may quote a DICOM tag value
+or the file's name, so the 422 body keeps only the reason, and an unexpected error is logged
+as its type, the route and the frames, without its message.
+"""
 from __future__ import annotations
 
 import logging
+import re
+import traceback
 
 from flask import Flask, current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from training.errors import ImageDecodeError
+from training.preprocess import error_reason
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +31,16 @@ TITLES = {
 }
 
 
+DECODE_HINT = "Upload an uncorrupted PNG, JPEG or DICOM chest X-ray."
+#: A decoder's own words in a reason, "(ValueError: ...)" to the end: they may quote a value.
+_DETAIL = re.compile(r"\(([A-Z]\w*(?:Error|Exception|Warning)): .*", re.S)
+
+
 def _is_api() -> bool:
-    return request.path.startswith("/api/") or request.path == "/healthz"
+    """JSON for the API, and for a page's script that asks for it (the report download)."""
+    if request.path.startswith("/api/") or request.path == "/healthz":
+        return True
+    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
 
 
 def _message(code: int, description: str | None) -> str:
@@ -55,17 +71,27 @@ def _csrf(exc: CSRFError):
     return render_error(400, "CSRF: " + (exc.description or ""))
 
 
+def decode_reason(exc: ImageDecodeError) -> str:
+    """Why the upload did not decode, without its file name or the decoder's message."""
+    text = error_reason(exc)
+    if exc.path:
+        text = text.replace(exc.path, "the file")  # the user knows which file they sent
+    return _DETAIL.sub(r"(\1)", text).strip().rstrip(".") or "the file is not a readable image"
+
+
 def _decode(exc: ImageDecodeError):
-    # The message names the user's own file; it is shown to them, never logged.
     log.info("422 undecodable upload (%d bytes)", request.content_length or 0)
-    hint = "Upload an uncorrupted PNG, JPEG or DICOM chest X-ray."
-    return render_error(422, f"{exc} {hint}" if hint not in str(exc) else str(exc))
+    reason = decode_reason(exc)
+    return render_error(422, f"{reason[:1].upper()}{reason[1:]}. {DECODE_HINT}")
 
 
 def _unexpected(exc: Exception):
     if isinstance(exc, HTTPException):
         return _http(exc)
-    log.exception("unexpected error on %s", request.path)
+    # Not log.exception: the message (and a chained one) may quote a tag value or a file
+    # name. The type, the route and the frames (code lines, no values) find the bug.
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("unexpected %s on %s %s\n%s", type(exc).__name__, request.method, request.path, frames)
     return render_error(500, InternalServerError.description)
 
 

@@ -1,12 +1,13 @@
 """The upload form (CSRF-protected), with clinical fields only when a model uses them."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired
-from wtforms import FloatField, HiddenField, IntegerField, SelectChoice, SelectField
-from wtforms.validators import DataRequired, NumberRange, Optional
+from wtforms import FloatField, IntegerField, SelectChoice, SelectField
+from wtforms.validators import NumberRange, Optional
 
 from app.uploads import ALLOWED_EXTENSIONS
 
@@ -24,15 +25,26 @@ class UploadForm(FlaskForm):
                                 default=AUTO, validate_choice=True)
 
 
-class ReportForm(FlaskForm):
-    """The result page's "Download report": the upload, re-posted by the browser (base64)."""
+#: The report formats the result page offers (an SR only for a DICOM upload).
+REPORT_FORMATS = [SelectChoice("pdf", "PDF"), SelectChoice("sr", "DICOM Structured Report")]
 
-    payload = HiddenField(validators=[DataRequired()])
-    filename = HiddenField()
-    heatmap_class = HiddenField()
-    format = SelectField("Report", choices=[SelectChoice("pdf", "PDF"),
-                                            SelectChoice("sr", "DICOM Structured Report")],
-                         default="pdf", validate_choice=True)
+
+@functools.lru_cache(maxsize=8)
+def report_form(upload_form: type[UploadForm]) -> type[UploadForm]:
+    """The result page's "Download report" form (``static/result.js`` posts it as multipart):
+    the upload form again (the file, the heatmap class, the clinical inputs) plus a format."""
+    fmt = SelectField("Report", choices=REPORT_FORMATS, default="pdf", validate_choice=True)
+    return type("ReportForm", (upload_form,), {"format": fmt})
+
+
+def repost_fields(form: UploadForm) -> dict[str, str]:
+    """The upload's form entries but the file, as the report form's hidden fields: the report
+    is computed from the same inputs as the page (a clinical-input model gets its inputs)."""
+    fields = {"heatmap_class": form.heatmap_class.data or AUTO}
+    for name in getattr(form, "metadata_features", []):
+        data = getattr(form, f"meta_{name}").data
+        fields[f"meta_{name}"] = "" if data is None else str(data)
+    return fields
 
 
 def _metadata_field(name: str):

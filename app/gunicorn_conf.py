@@ -21,7 +21,10 @@ workers = int(os.environ.get("CXRLAB_WORKERS", "1"))
 worker_class = "gthread"
 threads = int(os.environ.get("CXRLAB_THREADS", "4"))
 
-# Loading four backbones and the first (traced) prediction can take a minute on a CPU.
+# The worker heartbeat: a worker silent this long is killed and replaced. Loading four
+# backbones and the first (traced) prediction can take a minute on a CPU. It does not bound a
+# request: a gthread worker's main loop keeps beating while a request thread runs; the app's
+# CXRLAB_REQUEST_TIMEOUT (app.limiter.Deadline) does that, between the stages of a prediction.
 timeout = int(os.environ.get("CXRLAB_TIMEOUT", "120"))
 # Let running predictions finish on SIGTERM (deploys, docker stop) before workers die.
 graceful_timeout = int(os.environ.get("CXRLAB_GRACEFUL_TIMEOUT", "30"))

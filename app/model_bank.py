@@ -16,9 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from app.device import configure_device
+from app.limiter import Deadline
 from training import preprocess as pp
-from training.errors import CXRError, ModelCardError
+from training.errors import ModelCardError
 from training.evaluation.calibration import Calibration
+from training.evaluation.decision import decide, decision_thresholds
 from training.explain import cam_problem, display_overlay, explainer, jpeg_data_uri
 from training.gate.assess import assess
 from training.gate.checks import inspect
@@ -40,8 +43,10 @@ class OutputResult:
     name: str
     probability: float                  # calibrated (the card's calibration; raw when it has none)
     raw_probability: float              # the network's own sigmoid/softmax output
-    threshold: float | None             # on the calibrated scale; None: no thresholds yet
-    positive: bool
+    # The threshold the decision applies, on the calibrated scale (a two-class softmax's first
+    # class: 1 - the positive class's); None: no thresholds yet, or argmax (softmax, > 2 classes).
+    threshold: float | None
+    positive: bool                      # training.evaluation.decision.decide, as `cxrlab predict`
 
 
 @dataclass
@@ -72,6 +77,7 @@ class Prediction:
     seconds: float
     width: int = 0
     height: int = 0
+    gray: np.ndarray | None = None      # the decoded upload (float32 H×W), shared with the report
 
 
 @dataclass
@@ -101,32 +107,6 @@ class ServedModel:
         if self.calibration is None:
             return np.asarray(probs, dtype=np.float64)
         return self.calibration.apply(np.asarray(probs, dtype=np.float64)[None])[0]
-
-
-def configure_device(device: str = "auto") -> str:
-    """Pick GPU or CPU (``auto``/``cpu``/``gpu``); returns "GPU" or "CPU".
-
-    Must run before TensorFlow touches a GPU: hiding devices later is impossible.
-    """
-    import tensorflow as tf  # TensorFlow backend only (a JAX run has no TensorFlow)
-
-    from training.engine.device import gpu_count  # loads Keras: only when serving starts
-
-    device = (device or "auto").lower()
-    if device not in ("auto", "cpu", "gpu"):
-        raise CXRError(f"CXRLAB_DEVICE={device!r} is not one of auto, cpu, gpu.")
-    gpus = gpu_count()
-    if device == "cpu" and gpus:
-        try:
-            tf.config.set_visible_devices([], "GPU")
-        except RuntimeError:
-            log.warning("CXRLAB_DEVICE=cpu but TensorFlow already initialised the GPU; using it")
-            return "GPU"
-        return "CPU"
-    if device == "gpu" and not gpus:
-        raise CXRError("CXRLAB_DEVICE=gpu but TensorFlow sees no GPU. "
-                       "What to do: use the GPU image/driver, or set CXRLAB_DEVICE=auto or cpu.")
-    return "GPU" if gpus and device != "cpu" else "CPU"
 
 
 def compile_inference(model: Any, size: int, n_meta: int = 0,
@@ -219,11 +199,11 @@ class ModelBank:
     def from_dir(cls, path: str | os.PathLike, device: str = "auto", warmup: bool = True) -> ModelBank:
         """Load every ``path/*/`` model once; a missing ``path`` gives an empty bank."""
         root = Path(path)
+        used = configure_device(device)     # first: a wrong CXRLAB_DEVICE fails without models too
         if not root.is_dir():
             log.warning("models folder %s does not exist: no models loaded", root)
-            return cls([], "CPU", root)
+            return cls([], used, root)
         folders = _scan(root)
-        used = configure_device(device) if folders else "CPU"
         models = [_load_one(folder, warmup) for folder in folders]
         names = [m.name for m in models]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -246,27 +226,45 @@ class ModelBank:
 
     def predict(self, image_bytes: bytes, filename: str, heatmaps: bool = False,
                 heatmap_class: str | None = None,
-                metadata: dict[str, float | None] | None = None) -> Prediction:
+                metadata: dict[str, float | None] | None = None, *,
+                max_pixels: int = pp.DEFAULT_MAX_PIXELS,
+                deadline: Deadline | None = None) -> Prediction:
         """The gate's verdict and, unless it refuses, every model's outputs (nothing stored).
 
         The image checks run first: an image they refuse reaches no model. Then one forward
         pass per model gives its probabilities and the features its OOD gate scores; if the
-        models' gates refuse, no probability leaves this function.
+        models' gates refuse, no probability leaves this function. ``max_pixels`` bounds the
+        decoded image (``CXRLAB_MAX_PIXELS``); ``deadline`` (``CXRLAB_REQUEST_TIMEOUT``) is
+        checked before every later stage: preprocessing, each forward pass, each model's heatmaps.
         """
         start = time.perf_counter()
-        facts = inspect(image_bytes, filename)
+        check = deadline.check if deadline is not None else _no_deadline
+        facts = inspect(image_bytes, filename, max_pixels=max_pixels)
+
+        def done(gate: GateResult, results: list[ModelResult]) -> Prediction:
+            return Prediction(gate, results, time.perf_counter() - start, facts.width,
+                              facts.height, facts.decoded)
+
         checked = assess(facts)
         if checked.refused:
-            return Prediction(checked, [], time.perf_counter() - start, facts.width, facts.height)
+            return done(checked, [])
+        check("preprocessing")
         inputs = self.prepare(facts.decoded)
-        runs = {m.name: self._forward(m, inputs[m.name], metadata or {}) for m in self.models}
+        runs = {}
+        for m in self.models:
+            check(f"model {m.name}")
+            runs[m.name] = self._forward(m, inputs[m.name], metadata or {})
         verdict = assess(facts, {m.name: (m.gate, runs[m.name][2]) for m in self.models
                                  if m.gate is not None and runs[m.name][2] is not None}, checked)
         if verdict.refused:
-            return Prediction(verdict, [], time.perf_counter() - start, facts.width, facts.height)
-        results = [self._result(m, inputs[m.name], facts.decoded, runs[m.name], heatmaps, heatmap_class)
-                   for m in self.models]
-        return Prediction(verdict, results, time.perf_counter() - start, facts.width, facts.height)
+            return done(verdict, [])
+        results = []
+        for m in self.models:
+            if heatmaps:
+                check(f"the heatmaps of model {m.name}")
+            results.append(self._result(m, inputs[m.name], facts.decoded, runs[m.name], heatmaps,
+                                        heatmap_class))
+        return done(verdict, results)
 
     def _forward(self, m: ServedModel, image: np.ndarray,
                  metadata: dict[str, float | None]) -> tuple[np.ndarray, float, float | None]:
@@ -285,15 +283,21 @@ class ModelBank:
         raw, seconds, _ = run
         start = time.perf_counter()
         calibrated = m.calibrate(raw)
-        outputs = []
-        for name, p, q in zip(m.outputs, calibrated, raw):
-            t = m.threshold(name)
-            outputs.append(OutputResult(name, float(p), float(q), t, t is not None and bool(p >= t)))
+        # The rule `cxrlab predict` applies; missing=None: a card without thresholds, no decision.
+        kind, thresholds = m.card.kind, m.card.thresholds
+        positive = decide(calibrated[None], kind, thresholds, m.outputs, missing=None)[0]
+        shown = decision_thresholds(kind, thresholds, m.outputs, missing=None)
+        outputs = [OutputResult(*row) for row in zip(m.outputs, calibrated.tolist(), raw.tolist(),
+                                                     shown, positive.tolist())]
         result = ModelResult(m.name, m.card.architecture, int(m.card.input_size), outputs)
         if heatmaps:
             _add_heatmaps(result, m, image, gray, calibrated, wanted)
         result.seconds = seconds + time.perf_counter() - start
         return result
+
+
+def _no_deadline(stage: str) -> None:
+    """The check of a prediction without a time limit (the CLI, tests)."""
 
 
 def metadata_vector(features: list[str], metadata: dict[str, float | None],

@@ -3,7 +3,7 @@ all read this dict, so they cannot disagree.
 
 Besides each model's calibrated and raw probabilities it says how far to trust them: the
 gate's verdict, whether each output did better than chance on its test set (AUC 95% CI above
-0.5), how many models agree per output, and mutually exclusive outputs that are both positive.
+0.5), how many models agree per output, and "nothing found" positive with a finding.
 """
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ def agreement(models: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def exclusive_flags(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Contradictions inside one model: "nothing found" (``NORMAL_CLASSES``) positive with a
-    finding, or two classes of a softmax (mutually exclusive) model positive at once."""
+    finding. Only a multilabel model can say this: a softmax model has exactly one positive
+    class (``training.evaluation.decision``)."""
     flags = []
     for m in models:
         positive = [o["name"] for o in m["outputs"] if o["positive"]]
@@ -81,10 +82,6 @@ def exclusive_flags(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
             flags.append({"model": m["name"], "outputs": normal + findings,
                           "message": f"{m['name']}: {' and '.join(normal + findings)} are both positive, "
                                      "but they exclude each other; treat this column as unreliable."})
-        elif m["kind"] == "single" and len(positive) > 1:
-            flags.append({"model": m["name"], "outputs": positive,
-                          "message": f"{m['name']}: {', '.join(positive)} are all over their thresholds, "
-                                     "but this model's classes are mutually exclusive."})
     return flags
 
 

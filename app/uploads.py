@@ -30,7 +30,7 @@ def check_type(filename: str) -> None:
     """415 unless the file name has an allowed extension."""
     if extension(filename) not in ALLOWED_EXTENSIONS:
         raise UnsupportedMediaType(
-            f"'{filename or '(no name)'}' is not a supported file type. "
+            "This file type is not supported. "
             f"Upload a chest X-ray as {', '.join(ALLOWED_EXTENSIONS).upper()}.")
 
 

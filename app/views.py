@@ -2,20 +2,20 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import json
 import logging
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, abort, current_app, render_template
 from werkzeug.exceptions import BadRequest
 
 from app import state
-from app.api import predict_upload, report_response
+from app.api import report_response, serve_upload
 from app.cards import metric_rows, short_card
 from app.compare_report import load_report
-from app.forms import AUTO, ReportForm, metadata_values
+from app.forms import AUTO, UploadForm, metadata_values, report_form, repost_fields
 from app.metrics_view import test_summary
+from app.report import is_dicom
 from app.uploads import ALLOWED_EXTENSIONS, check_type
 from training.explain import colour_scale, png_data_uri
 
@@ -47,15 +47,21 @@ def predict():
     upload = form.file.data
     data = upload.read()
     wanted = None if form.heatmap_class.data == AUTO else form.heatmap_class.data
-    result = predict_upload(data, upload.filename, True, wanted, metadata_values(form))
-    refused = result["gate"]["verdict"] == "refuse"
-    # The report form re-posts the upload itself: nothing is kept on the server.
-    payload = None if refused else base64.b64encode(data).decode("ascii")
+    served = serve_upload(data, upload.filename, heatmaps=True, heatmap_class=wanted,
+                          metadata=metadata_values(form))
+    result, refused = served.result, served.refused
+    # The report form re-posts the upload itself (static/result.js): nothing is kept on the server.
+    report = None if refused else report_context(data, upload.filename, form)
     del data
-    return render_template("result.html", result=result, filename=upload.filename,
-                           payload=payload, heatmap_class=wanted or "",
-                           scale=_colour_scale_uri(), form=state.upload_form()), \
-        422 if refused else 200
+    return render_template("result.html", result=result, filename=upload.filename, report=report,
+                           scale=_colour_scale_uri()), 422 if refused else 200
+
+
+def report_context(data: bytes, filename: str, form: UploadForm) -> dict:
+    """What the result page's report form needs: the upload (base64, turned back into a file
+    part by static/result.js), the upload form's other entries, and whether an SR is offered."""
+    return {"payload": base64.b64encode(data).decode("ascii"), "fields": repost_fields(form),
+            "sr": is_dicom(data, filename)}
 
 
 @functools.lru_cache(maxsize=1)
@@ -66,23 +72,21 @@ def _colour_scale_uri() -> str:
 
 @bp.post("/report")
 def report():
-    """The result page's "Download report": the upload comes back base64-encoded in the form."""
-    # The upload travels base64-encoded (4/3 of its size) in a form field, not as a file part.
-    limit = current_app.config["MAX_CONTENT_LENGTH"] * 4 // 3 + 64 * 1024
-    request.max_content_length = request.max_form_memory_size = limit
-    form = ReportForm()
+    """The result page's "Download report": the upload form again, with a format (multipart,
+    under the same MAX_CONTENT_LENGTH as the upload; static/result.js posts it)."""
+    form = report_form(type(state.upload_form()))()
     if not form.validate_on_submit():
+        if form.file.data is not None and form.file.data.filename:
+            check_type(form.file.data.filename)          # wrong type: 415
         raise BadRequest("The report form is incomplete or expired. Upload the image again.")
-    try:
-        data = base64.b64decode(form.payload.data, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequest("The report form's image is damaged. Upload the image again.") from None
-    filename = form.filename.data or "upload"
-    check_type(filename)
-    result = predict_upload(data, filename, True, form.heatmap_class.data or None)
-    if result["gate"]["verdict"] == "refuse":
+    upload = form.file.data
+    data = upload.read()
+    wanted = None if form.heatmap_class.data == AUTO else form.heatmap_class.data
+    served = serve_upload(data, upload.filename, heatmaps=True, heatmap_class=wanted,
+                          metadata=metadata_values(form), report=form.format.data)
+    if served.refused:
         abort(422, "The input gate refused this image, so there is no report of model outputs.")
-    return report_response(form.format.data, result, data, filename)
+    return report_response(served)
 
 
 @bp.get("/models/<name>")

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Lowest first; a package may import its own layer and the ones before it.
 LAYERS = [
     {"training.errors", "training.io", "training.html"},
+    {"training.pixels", "training.dicom"},  # the pixel budget and helpers; reading DICOM safely
     {"training.preprocess"},
     {"training.gate"},  # the input gate: image checks and OOD scoring (fitting is engine.gate)
     {"training.data"},

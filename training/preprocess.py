@@ -1,28 +1,31 @@
 """The one preprocessing of a chest X-ray, shared by training and the web app.
 
-``load_image(source, cfg)`` = ``preprocess(decode_image(source), cfg)``:
-
-* :func:`decode_image` turns a JPEG / PNG (Pillow) or DICOM (pydicom) file or its bytes into a
-  float32 2-D grayscale array in the image's own intensity scale;
-* :func:`preprocess` clips to percentiles, rescales to [0, 1], optionally applies CLAHE,
-  resizes keeping the aspect ratio (zero pad or centre crop to a square), and returns
-  ``uint8 (size, size, channels)``.
-
-Everything is deterministic: the same bytes and config give byte-identical output.
+``load_image(source, cfg)`` = ``preprocess(decode_image(source), cfg)``: :func:`decode` turns a
+JPEG / PNG (Pillow) or DICOM (pydicom) file or its bytes, once, into a float32 grey array in its
+own intensity scale plus what the input gate needs; :func:`preprocess` clips to percentiles,
+rescales to [0, 1], [CLAHE], resizes keeping the aspect ratio (zero pad or centre crop) to
+``uint8 (size, size, channels)``. The same bytes and config give byte-identical output.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+# is_dicom and DEFAULT_MAX_PIXELS are part of this module's decode API (pp.is_dicom: the rule).
+from training.dicom import is_dicom, read_dicom
 from training.errors import CXRError, DataError, ImageDecodeError
+from training.pixels import BLOCK_PIXELS, DEFAULT_MAX_PIXELS, LUMA, by_rows, check_size
+
+__all__ = ["DEFAULT_MAX_PIXELS", "DecodedImage", "PreprocessConfig", "decode", "decode_image",
+           "is_dicom", "load_image", "normalise", "preprocess", "read_source"]
 
 #: Bump whenever the output of :func:`preprocess` / :func:`decode_image` changes for the same
 #: config: it is part of :meth:`PreprocessConfig.key`, so every cache is rebuilt.
@@ -34,8 +37,8 @@ PIL_FORMATS = ("PNG", "JPEG")
 #: Fixed resampling filter: antialiased when shrinking, no overshoot, deterministic.
 RESAMPLE = Image.Resampling.BILINEAR
 
-# ITU-R 601 luma, the weights Pillow's convert("L") uses, applied in float (no 8-bit rounding).
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+#: Pillow modes reduced to grey through RGB (the others are grey: 1, L, LA, I, I;16, F).
+COLOUR_MODES = frozenset({"RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"})
 
 _DECODE_HINT = ("check that it is a complete JPEG, PNG or DICOM file; re-export or re-download it "
                 "(when loading a dataset, --on-error skip leaves such files out and reports them)")
@@ -99,6 +102,15 @@ def _is_number(v: Any) -> bool:
 
 # ---------------------------------------------------------------------------------- decoding
 
+@dataclass
+class DecodedImage:
+    """One decoded file, shared by the gate, preprocessing, heatmaps and reports (decoded once)."""
+
+    gray: np.ndarray                             # float32 (H, W), the image's own intensities
+    colour_preview: np.ndarray | None = None     # uint8 (h, w, 3) of a colour PNG/JPEG, if asked
+    dicom_tags: dict[str, Any] = field(default_factory=dict)  # training.dicom.DICOM_TAGS of a DICOM
+
+
 def read_source(source: str | Path | bytes, name: str | None = None) -> tuple[bytes, str]:
     """The bytes of ``source`` and the name to use in messages (``name`` or the path)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -118,52 +130,58 @@ def read_source(source: str | Path | bytes, name: str | None = None) -> tuple[by
                         hint="check the file's permissions and the disk") from None
 
 
-def decode_image(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
-    """Decode a JPEG, PNG or DICOM into a float32 2-D grayscale array (native intensities).
+def decode(source: str | Path | bytes, name: str | None = None, *, max_pixels: int | None = None,
+           preview_size: int | None = None) -> DecodedImage:
+    """Decode a JPEG, PNG or DICOM (path or bytes; ``name`` names it in errors) once.
 
-    ``source`` is a path or the file's bytes; ``name`` names it in errors (uploads). DICOM is
-    recognised by "DICM" at offset 128, or by a ``.dcm`` path/name (files without the preamble).
-    Colour is reduced to luma; alpha is dropped (X-rays are opaque, and the few transparent
-    pixels in public sets are black underneath). EXIF orientation is applied. DICOM gets its
-    modality LUT (rescale), VOI LUT / window, and MONOCHROME1 inversion (bone bright).
-    Raises :class:`ImageDecodeError` (or :class:`DataError` for an unreadable path).
-    """
+    Over ``max_pixels`` (None: :data:`DEFAULT_MAX_PIXELS`; DICOM: rows x columns x frames x
+    samples) is refused from the header, before any pixel allocation; a DICOM's first frame only
+    is decoded. Colour becomes luma; alpha is dropped (X-rays are opaque); EXIF orientation is
+    applied; DICOM gets its modality LUT, VOI LUT / window, MONOCHROME1 inversion (bone bright).
+    ``preview_size``: also a uint8 RGB thumbnail of a colour PNG/JPEG."""
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
     data, label = read_source(source, name)
-    if not data:
-        raise ImageDecodeError("the file is empty (0 bytes)", path=label, hint=_DECODE_HINT)
+    dicom = is_dicom(data, label)
     try:
-        if _is_dicom(data, label):
-            gray = _decode_dicom(data)
-        else:
-            gray = _decode_pil(data)
+        if not data:
+            raise ImageDecodeError("the file is empty (0 bytes)")
+        out = _decode_dicom(data, limit) if dicom else _decode_pil(data, limit, preview_size)
+        if out.gray.ndim != 2 or out.gray.size == 0:
+            raise ImageDecodeError(f"decoded to an unusable array of shape {out.gray.shape}")
+        if not (np.isfinite(out.gray.min()) and np.isfinite(out.gray.max())):  # NaN: min is NaN
+            raise ImageDecodeError("the image holds NaN or infinite values")
     except ImageDecodeError as exc:
         raise ImageDecodeError(error_reason(exc), path=label, hint=_DECODE_HINT) from None
     except CXRError:
         raise
     except Exception as exc:  # noqa: BLE001 -- any decoder failure means "not a usable image"
-        raise ImageDecodeError(f"cannot decode the image ({type(exc).__name__}: {exc})",
-                               path=label, hint=_DECODE_HINT) from exc
-    if gray.ndim != 2 or gray.size == 0:
-        raise ImageDecodeError(f"decoded to an unusable array of shape {gray.shape}",
-                               path=label, hint=_DECODE_HINT)
-    return np.ascontiguousarray(gray, dtype=np.float32)
+        # pydicom's messages can quote tag values ("Unable to convert '1970-01-01' to 'DA'")
+        detail = type(exc).__name__ if dicom else f"{type(exc).__name__}: {exc}"
+        raise ImageDecodeError(f"cannot decode the image ({detail})", path=label,
+                               hint=_DECODE_HINT) from (None if dicom else exc)
+    return out
+
+
+def decode_image(source: str | Path | bytes, name: str | None = None, *,
+                 max_pixels: int | None = None) -> np.ndarray:
+    """:func:`decode`'s float32 2-D grayscale array (native intensities)."""
+    return decode(source, name, max_pixels=max_pixels).gray
 
 
 def error_reason(exc: DataError) -> str:
     """The message of a :class:`DataError` without its path prefix and hint suffix."""
-    text = str(exc)
-    if exc.path and text.startswith(f"{exc.path}: "):
-        text = text[len(exc.path) + 2:]
-    if exc.hint and text.endswith(f" What to do: {exc.hint}"):
-        text = text[: -len(f" What to do: {exc.hint}")]
-    return text
+    text = str(exc).removeprefix(f"{exc.path}: " if exc.path else "")
+    return text.removesuffix(f" What to do: {exc.hint}" if exc.hint else "")
 
 
-def _is_dicom(data: bytes, label: str) -> bool:
-    return data[128:132] == b"DICM" or label.lower().endswith(".dcm")
+def _decode_dicom(data: bytes, limit: int) -> DecodedImage:
+    gray, tags = read_dicom(data, limit)
+    return DecodedImage(gray, dicom_tags=tags)
 
 
-def _decode_pil(data: bytes) -> np.ndarray:
+def _decode_pil(data: bytes, limit: int, preview_size: int | None) -> DecodedImage:
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # A global switch someone flipped would make truncated files decode silently.
         raise CXRError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True, so truncated images would "
@@ -172,60 +190,28 @@ def _decode_pil(data: bytes) -> np.ndarray:
         img = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
     except UnidentifiedImageError:
         raise ImageDecodeError("not a JPEG, PNG or DICOM image (unrecognised content)") from None
-    _check_pixels(img)
+    limit = min(limit, Image.MAX_IMAGE_PIXELS or limit)
+    check_size(img.width * img.height, f"{img.width}x{img.height}", limit)
     img.load()  # decode now, inside the caller's try: truncation raises here
-    img = ImageOps.exif_transpose(img)
-    return _pil_to_gray(img)
-
-
-def _check_pixels(img: Image.Image) -> None:
-    """Refuse decompression bombs (Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS)."""
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and img.width * img.height > limit:
-        raise ImageDecodeError(
-            f"image is {img.width}x{img.height} pixels, more than the {limit} allowed "
-            "(possible decompression bomb)")
-
-
-def _pil_to_gray(img: Image.Image) -> np.ndarray:
-    mode = img.mode
-    if mode in ("1", "L", "I", "F") or mode.startswith("I;16"):
-        return np.asarray(img).astype(np.float32)
-    if mode in ("LA", "La"):
-        return np.asarray(img)[..., 0].astype(np.float32)
-    if mode in ("P", "PA"):
+    ImageOps.exif_transpose(img, in_place=True)  # in place: no copy when there is no rotation
+    if img.mode not in COLOUR_MODES:  # grey; LA: the first channel
+        return DecodedImage(_pil_rows(img, lambda a: a[..., 0] if a.ndim == 3 else a))
+    if img.mode in ("P", "PA"):
         img = img.convert("RGBA")  # RGBA, not RGB: keeps Pillow quiet about palette transparency
-    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-        img = img.convert("RGB")
-    elif mode not in ("RGB", "RGBA", "RGBX", "RGBa"):
-        raise ImageDecodeError(f"unsupported image mode {mode!r}")
-    rgb = np.asarray(img)[..., :3].astype(np.float32)
-    return rgb @ _LUMA
+    if img.mode not in ("RGB", "RGBX", "RGBa"):
+        img = img.convert("RGB")   # RGBA drops alpha exactly; CMYK, YCbCr, LAB, HSV convert
+    gray = _pil_rows(img, lambda a: a[..., :3].astype(np.float32) @ LUMA)
+    if not preview_size:
+        return DecodedImage(gray)
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
+    rgb.thumbnail((preview_size, preview_size), Image.Resampling.BILINEAR)  # in place: ours
+    return DecodedImage(gray, np.asarray(rgb, dtype=np.uint8))
 
 
-def _decode_dicom(data: bytes) -> np.ndarray:
-    import pydicom  # DICOM input only
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array  # DICOM input only
-
-    force = data[128:132] != b"DICM"  # old files without the preamble, named *.dcm
-    ds = pydicom.dcmread(io.BytesIO(data), force=force)
-    if "PixelData" not in ds:
-        raise ImageDecodeError("DICOM file has no pixel data (not an image object)")
-    try:
-        arr = pixel_array(ds, index=0)  # first frame only; BitsStored is applied by pydicom
-    except (NotImplementedError, RuntimeError) as exc:
-        raise ImageDecodeError(
-            f"cannot decode DICOM pixel data with transfer syntax "
-            f"{ds.file_meta.get('TransferSyntaxUID', '?')} ({exc}); install a decoder plugin "
-            "(pylibjpeg, gdcm) or convert the file to uncompressed DICOM or PNG") from None
-    if ds.get("SamplesPerPixel", 1) > 1:  # colour DICOM (pydicom already converted YBR to RGB)
-        return arr[..., :3].astype(np.float32) @ _LUMA
-    arr = apply_modality_lut(arr, ds)
-    arr = apply_voi_lut(arr, ds, index=0)
-    arr = np.asarray(arr, dtype=np.float32)
-    if ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
-        arr = arr.max() + arr.min() - arr  # low values are white in MONOCHROME1
-    return arr
+def _pil_rows(img: Image.Image, convert: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """float32 grey of ``img``, converting one crop of rows at a time."""
+    return by_rows(img.height, img.width, lambda top, end: convert(np.asarray(
+        img.crop((0, top, img.width, end)))))
 
 
 # ----------------------------------------------------------------------------- preprocessing
@@ -235,12 +221,16 @@ def preprocess(gray: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     gray = np.asarray(gray)
     if gray.ndim != 2 or gray.size == 0:
         raise ValueError(f"preprocess expects a non-empty 2-D grayscale array, got {gray.shape}")
-    x = normalise(gray, cfg.clip_percentile)
-    if cfg.clahe and x.any():  # CLAHE would turn a blank (constant) image into noise
-        from skimage.exposure import equalize_adapthist  # CLAHE only
+    if cfg.clahe:
+        x = normalise(gray, cfg.clip_percentile)
+        if x.any():  # CLAHE would turn a blank (constant) image into noise
+            from skimage.exposure import equalize_adapthist  # CLAHE only
 
-        x = equalize_adapthist(x, clip_limit=cfg.clahe_clip).astype(np.float32)
-    x = _resize_square(x, cfg.size, cfg.resize)
+            x = equalize_adapthist(x, clip_limit=cfg.clahe_clip).astype(np.float32)
+        img = Image.fromarray(np.ascontiguousarray(x, dtype=np.float32))  # mode "F"
+    else:
+        img = _normalised_image(gray, cfg.clip_percentile)
+    x = _resize_square(img, cfg.size, cfg.resize)
     out = np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
     return np.repeat(out[..., None], cfg.channels, axis=-1)
 
@@ -248,18 +238,40 @@ def preprocess(gray: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
 def normalise(gray: np.ndarray, clip_percentile: float) -> np.ndarray:
     """Clip to the p-th / (100-p)-th percentiles and rescale to [0, 1] (constant -> zeros)."""
     x = np.asarray(gray, dtype=np.float32)
-    if not np.isfinite(x).all():
+    lo, hi = _clip_range(x, clip_percentile)
+    return _rescale(x, lo, hi) if hi > lo else np.zeros(x.shape, dtype=np.float32)
+
+
+def _clip_range(x: np.ndarray, clip_percentile: float) -> tuple[float, float]:
+    if not (np.isfinite(x.min()) and np.isfinite(x.max())):  # NaN: min is NaN
         raise ValueError("image contains NaN or infinite values")
+    if clip_percentile == 0:  # the 0th / 100th percentiles are exactly min and max: no copy
+        return float(x.min()), float(x.max())
     lo, hi = np.percentile(x, [clip_percentile, 100.0 - clip_percentile])
-    if not hi > lo:
-        return np.zeros(x.shape, dtype=np.float32)
-    return np.clip((x - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0, dtype=np.float32)
+    return float(lo), float(hi)
 
 
-def _resize_square(x: np.ndarray, size: int, how: str) -> np.ndarray:
-    """Aspect-preserving resize to ``size``: zero pad (centred) or centre crop."""
-    h, w = x.shape
-    img = Image.fromarray(np.ascontiguousarray(x, dtype=np.float32))  # mode "F"
+def _rescale(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``clip((x - lo) / (hi - lo), 0, 1)`` in float32 into one new array (no temporaries)."""
+    out = np.subtract(x, np.float32(lo), dtype=np.float32)
+    np.divide(out, np.float32(hi - lo), out=out)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _normalised_image(gray: np.ndarray, clip_percentile: float) -> Image.Image:
+    """:func:`normalise` into the resize's Pillow "F" image a block of rows at a time: the
+    full-size float result exists once, in Pillow, not also in numpy."""
+    x = np.asarray(gray, dtype=np.float32)
+    lo, hi = _clip_range(x, clip_percentile)
+    img = Image.new("F", x.shape[::-1], 0.0)
+    for top in range(0, x.shape[0] * (hi > lo), step := max(1, BLOCK_PIXELS // x.shape[1])):
+        img.paste(Image.fromarray(_rescale(x[top:top + step], lo, hi)), (0, top))
+    return img
+
+
+def _resize_square(img: Image.Image, size: int, how: str) -> np.ndarray:
+    """Aspect-preserving resize of a mode "F" image to ``size``: zero pad (centred) or centre crop."""
+    w, h = img.size
     if how == "crop":
         side = min(h, w)
         left, top = (w - side) / 2, (h - side) / 2

@@ -9,6 +9,9 @@ does not load reportlab or highdicom.
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -31,12 +34,43 @@ def disclaimer(result: dict[str, Any]) -> str:
 
 
 def is_dicom(data: bytes, filename: str) -> bool:
-    """Whether the upload is DICOM: "DICM" at offset 128, or a ``.dcm`` name.
+    """Whether the upload is DICOM: the rule decoding uses ("DICM" at offset 128, or a
+    ``.dcm``/``.dicom`` name), so a file predicted as DICOM is reported as DICOM."""
+    from training.preprocess import is_dicom as decoded_as_dicom
 
-    The same rule as :func:`training.preprocess.decode_image` (which decoded the upload for the
-    prediction), so a file predicted as DICOM is reported as DICOM.
+    return decoded_as_dicom(data, filename)
+
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_saved: int | None = None
+
+
+@contextmanager
+def quiet_dicom() -> Iterator[None]:
+    """pydicom reads (and makes elements) without value validation while inside.
+
+    pydicom's validation warnings quote the offending value (a birth date, a name) into stderr
+    and the log; the reports copy such values, or leave them out and say which. The setting is
+    process-wide: concurrent reports share it, and it is restored when the last one leaves.
+    (pydicom's writing validation quotes no value; decoding turns reading validation off for
+    good, :mod:`training.preprocess`, and is then restored to that.)
     """
-    return data[128:132] == b"DICM" or filename.lower().endswith(".dcm")
+    from pydicom import config  # DICOM reports only
+
+    global _quiet_depth, _quiet_saved
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _quiet_saved = config.settings._reading_validation_mode  # None: pydicom's default
+            config.settings.reading_validation_mode = config.IGNORE
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                config.settings._reading_validation_mode = _quiet_saved
 
 
 def download_name(filename: str, suffix: str) -> str:
@@ -66,8 +100,8 @@ def test_summary(test: dict[str, Any] | None) -> str:
     return text
 
 
-def build_report(fmt: str, result: dict[str, Any], image_bytes: bytes,
-                 filename: str) -> tuple[bytes, str, str]:
+def build_report(fmt: str, result: dict[str, Any], image_bytes: bytes, filename: str,
+                 gray: Any = None) -> tuple[bytes, str, str]:
     """Build one report: ``(payload, mimetype, download_filename)``.
 
     ``fmt`` is ``"pdf"`` or ``"sr"`` (a DICOM SR, only for a DICOM upload). Raises
@@ -80,12 +114,12 @@ def build_report(fmt: str, result: dict[str, Any], image_bytes: bytes,
     if fmt == "pdf":
         from app.report import pdf  # reportlab: only when a PDF is asked for
 
-        payload = pdf.build_pdf(result, image_bytes, filename)
+        payload = pdf.build_pdf(result, image_bytes, filename, gray=gray)
     else:
         if not is_dicom(image_bytes, filename):
-            raise ReportError(f"a DICOM Structured Report needs a DICOM upload; {filename} is not "
-                              "DICOM; ask for format=pdf")
+            raise ReportError("a DICOM Structured Report needs a DICOM upload and this upload is "
+                              "not DICOM; ask for format=pdf")
         from app.report import sr  # highdicom/pydicom: only when an SR is asked for
 
-        payload = sr.build_sr(result, image_bytes, filename)
+        payload = sr.build_sr(result, image_bytes)
     return payload, mimetype, download_name(filename, suffix)

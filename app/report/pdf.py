@@ -30,7 +30,7 @@ from reportlab.platypus import (Flowable, Image, KeepTogether, Paragraph, Simple
                                 Table, TableStyle)
 
 import training
-from app.report import disclaimer, test_summary
+from app.report import disclaimer, quiet_dicom, test_summary
 from training.preprocess import decode_image, normalise
 
 TITLE = "cxrlab report — research tool, not a diagnostic device"
@@ -72,21 +72,24 @@ KEY_VALUE = TableStyle([
 
 
 def build_pdf(result: dict[str, Any], image_bytes: bytes, filename: str,
-              now: datetime | None = None) -> bytes:
-    """The PDF for ``result`` (the ``/api/predict`` JSON) and the uploaded image, as bytes."""
+              now: datetime | None = None, gray: np.ndarray | None = None) -> bytes:
+    """The PDF for ``result`` (the ``/api/predict`` JSON) and the uploaded image, as bytes.
+
+    ``gray``: the upload as the prediction decoded it (the app passes it: no second decode).
+    """
     text = disclaimer(result)
     buffer = io.BytesIO()
     doc = SimpleDocTemplate(buffer, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm,
                             topMargin=14 * mm, bottomMargin=22 * mm, title=TITLE, author="cxrlab",
                             subject=text, creator=f"cxrlab {training.__version__}")
     footer = partial(_footer, text=text)
-    doc.build(story(result, image_bytes, filename, doc.width, now), onFirstPage=footer,
+    doc.build(story(result, image_bytes, filename, doc.width, now, gray), onFirstPage=footer,
               onLaterPages=footer)
     return buffer.getvalue()
 
 
 def story(result: dict[str, Any], image_bytes: bytes, filename: str, width: float,
-          now: datetime | None = None) -> list[Flowable]:
+          now: datetime | None = None, gray: np.ndarray | None = None) -> list[Flowable]:
     """The report's flowables, top to bottom."""
     now = now or datetime.now(timezone.utc)
     refused = (result.get("gate") or {}).get("verdict") == "refuse"
@@ -97,7 +100,7 @@ def story(result: dict[str, Any], image_bytes: bytes, filename: str, width: floa
         _key_values([("File", filename), ("Generated", now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")),
                      ("Report by", f"cxrlab {training.__version__}")], width),
         Paragraph("Uploaded image", STYLES["h2"]),
-        upload_image(image_bytes, filename, width),
+        upload_image(image_bytes, filename, width, gray),
         *gate_section(result.get("gate") or {}, width),
     ]
     for model in result.get("models") or []:
@@ -152,12 +155,18 @@ def _yes_no(value: Any) -> str:
     return MISSING if value is None else ("yes" if value else "no")
 
 
-def upload_image(image_bytes: bytes, filename: str, width: float) -> Flowable:
+def upload_image(image_bytes: bytes, filename: str, width: float,
+                 gray: np.ndarray | None = None) -> Flowable:
     """The upload as the models saw it (decoded, 0.5 % percentile clip), or a note why not."""
     try:
-        gray = normalise(decode_image(image_bytes, name=filename), 0.5)
+        if gray is None:
+            with quiet_dicom():
+                gray = decode_image(image_bytes, name=filename)
+        gray = normalise(gray, 0.5)
     except Exception as exc:  # noqa: BLE001 -- the report still stands without the picture
-        return _p(f"The image could not be rendered: {exc}", "body")
+        # The decoder's message may quote the file name or a tag value: the kind only.
+        return _p(f"The image could not be rendered ({type(exc).__name__}); the results below "
+                  "do not depend on this picture.", "body")
     picture = PILImage.fromarray(np.round(gray * 255).astype(np.uint8))  # 2-D uint8: mode "L"
     picture.thumbnail((MAX_SIDE, MAX_SIDE), PILImage.Resampling.LANCZOS)  # only ever shrinks
     return _image(picture, max_width=width * 0.7, max_height=110 * mm)
@@ -181,7 +190,7 @@ def heatmap_image(data_uri: str, size: float) -> Flowable:
         picture = PILImage.open(io.BytesIO(base64.b64decode(match.group(2), validate=False)))
         picture.load()
     except (ValueError, OSError, binascii.Error) as exc:
-        return _p(f"(heatmap could not be decoded: {exc})")
+        return _p(f"(heatmap could not be decoded: {type(exc).__name__})")
     if picture.mode not in ("RGB", "L"):
         picture = picture.convert("RGB")
     return _image(picture, max_width=size, max_height=size)

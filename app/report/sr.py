@@ -20,6 +20,7 @@ The document is a Comprehensive SR (1.2.840.10008.5.1.4.1.1.88.33) holding a TID
       Comment (121106, DCM): "RESEARCH, NOT FOR CLINICAL USE. " + the result's disclaimer
       input quality gate verdict, then one item per gate reason ("warn too_small: ...")
       per-model input-gate warnings, chance-level outputs, model disagreement, flags
+      when source values were not valid DICOM: "Attributes left empty" naming their keywords
 
 "Not for clinical use" is carried in SeriesDescription, in that Comment, and by the flags:
 CompletionFlag COMPLETE, PreliminaryFlag PRELIMINARY, VerificationFlag UNVERIFIED.
@@ -27,7 +28,9 @@ CompletionFlag COMPLETE, PreliminaryFlag PRELIMINARY, VerificationFlag UNVERIFIE
 Privacy: patient and study attributes come only from the source (highdicom copies its
 Patient and General Study modules, and the source's equipment into the Contributing Equipment
 Sequence: the source's institution, address, department, station name and device serial
-number are removed from that copy first). Nothing else identifying is added.
+number are removed from that copy first). Nothing else identifying is added. A copied value
+that is not valid DICOM is left empty and named (by keyword) in the report
+(:mod:`app.report.sr_source`); pydicom's validation, which would quote it, is off meanwhile.
 
 A refused upload has no results to report: :class:`~app.report.ReportError`.
 """
@@ -35,13 +38,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import highdicom as hd
-import pydicom
 from highdicom.coding_schemes import CodingSchemeIdentificationItem
 from highdicom.sr import CodedConcept
 from pydicom.dataset import Dataset
@@ -49,7 +51,13 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 import training
-from app.report import ReportError, disclaimer, test_summary
+from app.report import ReportError, disclaimer, quiet_dicom, test_summary
+from app.report.sr_source import character_set, evidence_copy, highdicom_safe, read_source
+
+log = logging.getLogger(__name__)
+# highdicom logs the source's UIDs at INFO while it copies attributes: identifiers, kept out
+# of the log whatever the root level (its warnings, about content items, stay).
+logging.getLogger("highdicom").setLevel(logging.WARNING)
 
 LOCAL = "99CXRLAB"  # private coding scheme for what SNOMED/DCM have no code for (the outputs)
 SERIES_DESCRIPTION = "cxrlab AI results - RESEARCH, NOT FOR CLINICAL USE"
@@ -68,73 +76,46 @@ MODEL_GATE = CodedConcept("MODEL-GATE", LOCAL, "Model input gate warning")
 CHANCE = CodedConcept("CHANCE-LEVEL", LOCAL, "No better than chance on its test set")
 AGREEMENT = CodedConcept("DISAGREEMENT", LOCAL, "Models disagree")
 FLAG = CodedConcept("FLAG", LOCAL, "Consistency flag")
+EMPTIED = CodedConcept("EMPTIED", LOCAL, "Attributes left empty")
 
-#: Type 1 attributes the SR needs from the source (its references and its evidence).
-REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality",
-            "Rows", "Columns")
-#: Type 2 patient/study attributes highdicom reads; an anonymiser may have deleted them, and
-#: DICOM lets them be present but empty, so they are added empty (to the evidence copy only).
-TYPE2 = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
-         "StudyDate", "StudyTime", "ReferringPhysicianName")
-#: Equipment attributes highdicom would copy into the Contributing Equipment Sequence: they
-#: name a site or a device, which this report has no need to repeat.
-EQUIPMENT_IDS = ("InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
-                 "StationName", "DeviceSerialNumber")
+def build_sr(result: dict[str, Any], image_bytes: bytes) -> bytes:
+    """The SR for ``result`` (the ``/api/predict`` JSON) on the uploaded DICOM, as file bytes.
 
-
-def build_sr(result: dict[str, Any], image_bytes: bytes, filename: str) -> bytes:
-    """The SR for ``result`` (the ``/api/predict`` JSON) on the uploaded DICOM, as file bytes."""
-    source = read_source(image_bytes, filename)
+    Real archives hold values that are not valid DICOM (a birth date ``1970-01-01``): those the
+    SR would copy are left empty, and a TEXT item names their attributes (never their values).
+    """
     if (result.get("gate") or {}).get("verdict") == "refuse":
-        raise ReportError(f"{filename} was refused by the input quality gate: there are no results "
-                          "to put in a DICOM SR; ask for format=pdf to see the reasons")
+        raise ReportError("the input quality gate refused this upload: there are no results to put "
+                          "in a DICOM SR; ask for format=pdf to see the reasons")
     models = [m for m in result.get("models") or [] if m]
     if not models:
         raise ReportError("the result has no model outputs to put in a DICOM SR")
-    try:
-        document = _document(result, models, source)
-    except (AttributeError, TypeError, ValueError) as exc:  # highdicom refusing the source
-        raise ReportError(f"cannot build a DICOM SR from {filename}: {exc}") from exc
-    buffer = io.BytesIO()
-    document.save_as(buffer, enforce_file_format=True)
+    with quiet_dicom():
+        source = read_source(image_bytes)
+        try:
+            buffer = io.BytesIO()
+            _document(result, models, source).save_as(buffer, enforce_file_format=True)
+        except ReportError:
+            raise
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:  # highdicom refusing the source
+            # Its message may quote a tag value: the log and the user get the kind only.
+            log.info("DICOM SR not built: %s", type(exc).__name__)
+            raise ReportError("a DICOM SR cannot be built from this upload's DICOM header "
+                              f"({type(exc).__name__}); ask for format=pdf") from None
     return buffer.getvalue()
 
 
-def read_source(image_bytes: bytes, filename: str) -> Dataset:
-    """The upload as a dataset (no pixel data), or :class:`ReportError` naming what is missing."""
-    try:
-        # force: a .dcm without the 128-byte preamble is DICOM too (as for the prediction).
-        ds = pydicom.dcmread(io.BytesIO(image_bytes), force=True, stop_before_pixels=True)
-    except Exception as exc:  # noqa: BLE001 -- any parser failure means "not readable DICOM"
-        raise ReportError(f"{filename} cannot be read as DICOM ({type(exc).__name__}: {exc})") from exc
-    missing = [name for name in REQUIRED if not str(ds.get(name, "") or "").strip()]
-    if missing:
-        raise ReportError(f"{filename} lacks DICOM attributes a structured report must reference: "
-                          f"{', '.join(missing)}")
-    return ds
-
-
-def evidence_copy(source: Dataset) -> Dataset:
-    """The source without site/device identifiers, with absent Type 2 patient/study attributes empty."""
-    ds = Dataset()
-    for element in source:  # iterating converts raw elements, decoded with the source's charset
-        if element.keyword not in EQUIPMENT_IDS:
-            ds.add(element)
-    for keyword in TYPE2:
-        if keyword not in ds:
-            setattr(ds, keyword, None)
-    return ds
-
-
 def _document(result: dict[str, Any], models: list[dict[str, Any]], source: Dataset) -> hd.sr.ComprehensiveSR:
-    evidence = evidence_copy(source)
+    evidence, emptied = evidence_copy(source)
+    charset = character_set(result, evidence)  # before highdicom_safe: of every value the SR holds
+    kept = highdicom_safe(evidence)
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(),
         procedure_reported=PLAIN_CHEST_XRAY,
         imaging_measurements=[_group(model, evidence) for model in models],
     )
-    report[0].ContentSequence.append(_qualitative_evaluations(result, models))
-    return hd.sr.ComprehensiveSR(
+    report[0].ContentSequence.append(_qualitative_evaluations(result, models, emptied))
+    document = hd.sr.ComprehensiveSR(
         evidence=[evidence],
         content=report[0],
         series_instance_uid=hd.UID(),
@@ -150,20 +131,11 @@ def _document(result: dict[str, Any], models: list[dict[str, Any]], source: Data
         is_verified=False,
         coding_schemes=[CodingSchemeIdentificationItem(
             designator=LOCAL, name="cxrlab local codes", responsible_organization=MANUFACTURER)],
-        specific_character_set=character_set(result, source),
+        specific_character_set=charset,
     )
-
-
-def character_set(result: dict[str, Any], source: Dataset) -> str | list[str] | None:
-    """The source's Specific Character Set, or UTF-8 when the text the SR adds is not ASCII.
-
-    Model names and gate messages may use any character (e.g. "×"). The source's own character
-    set is kept when it can: dcmtk, for one, checks VRs only in the older sets. pydicom
-    re-encodes the copied patient/study values, which it decoded with the source's set.
-    """
-    if json.dumps(result, ensure_ascii=False, default=str).isascii():
-        return source.get("SpecificCharacterSet")
-    return "ISO_IR 192"
+    for tag, element in kept.items():
+        document[tag] = element
+    return document
 
 
 def _observation_context() -> hd.sr.ObservationContext:
@@ -217,12 +189,17 @@ def algorithm_parameters(model: dict[str, Any]) -> Iterator[str]:
     yield f"test={test_summary(model.get('test'))}"
 
 
-def _qualitative_evaluations(result: dict[str, Any], models: list[dict[str, Any]]) -> hd.sr.ContainerContentItem:
-    """TID 1500 row 12: the disclaimer, the gate's verdict and reasons, and the caveats, as TEXT."""
+def _qualitative_evaluations(result: dict[str, Any], models: list[dict[str, Any]],
+                             emptied: list[str]) -> hd.sr.ContainerContentItem:
+    """TID 1500 row 12: the disclaimer, the gate's verdict and reasons, the caveats, and which
+    attributes were left empty, as TEXT."""
+    items = list(caveats(result, models))
+    if emptied:
+        items.append((EMPTIED, "attributes left empty because their values were not valid DICOM: "
+                               + ", ".join(emptied)))
     container = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS,
                                            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
-    container.ContentSequence = hd.sr.ContentSequence(
-        [_text(concept, value) for concept, value in caveats(result, models)])
+    container.ContentSequence = hd.sr.ContentSequence([_text(concept, value) for concept, value in items])
     return container
 
 

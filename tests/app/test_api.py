@@ -109,7 +109,9 @@ def test_report_endpoint_pdf_and_sr(client, tmp_path):
 def test_predict_errors(client, tmp_path):
     assert post(client, write_not_image(tmp_path / "a.png")).status_code == 422
     truncated = post(client, write_truncated(tmp_path / "b.jpg"))
-    assert truncated.status_code == 422 and "b.jpg" in truncated.get_json()["message"]
+    message = truncated.get_json()["message"]
+    # The user knows which file they sent: an error body never repeats its name.
+    assert truncated.status_code == 422 and "b.jpg" not in message and "Upload an uncorrupted" in message
     text = tmp_path / "c.txt"
     text.write_text("x")
     assert post(client, text).status_code == 415
@@ -179,3 +181,47 @@ def test_api_needs_no_csrf_token(app, tmp_path):
 def test_api_404_is_json(client):
     rv = client.get("/api/nope")
     assert rv.status_code == 404 and rv.is_json and rv.get_json()["status"] == 404
+
+
+# ------------------------------------------------------------------ limits that hold
+
+def _slow(monkeypatch, model, seconds: float) -> None:
+    """Make one model's forward pass take ``seconds`` longer."""
+    import time
+
+    real = model.infer
+    monkeypatch.setattr(model, "infer", lambda *xs: time.sleep(seconds) or real(*xs))
+
+
+def test_request_time_limit_stops_between_stages_and_frees_the_slot(make_app, bank, tmp_path,
+                                                                     monkeypatch):
+    app = make_app(MAX_INFLIGHT=1, REQUEST_TIMEOUT=0.2)
+    image = write_xray(tmp_path / "x.png")
+    _slow(monkeypatch, bank.models[0], 0.5)
+    rv = post(app.test_client(), image)
+    assert rv.status_code == 503 and rv.headers["Retry-After"] == "5"
+    message = rv.get_json()["message"]
+    assert "longer than the server's limit of 0.2 s (CXRLAB_REQUEST_TIMEOUT)" in message
+    assert f"before model {bank.models[1].name}" in message and "x.png" not in message
+    monkeypatch.undo()
+    assert post(app.test_client(), image).status_code == 200     # the one slot was released
+
+
+def test_request_time_limit_is_checked_before_the_report(make_app, bank, tmp_path, monkeypatch):
+    import time
+
+    app = make_app(REQUEST_TIMEOUT=0.3)
+    real = bank.predict
+    monkeypatch.setattr(bank, "predict", lambda *a, **k: (real(*a, **k), time.sleep(0.4))[0])
+    dcm = write_xray_dicom(tmp_path / "x.dcm", h=300, w=240)
+    report = app.test_client().post("/api/report?format=pdf", data={"file": (dcm.open("rb"), "x.dcm")},
+                                    content_type="multipart/form-data")
+    assert report.status_code == 503 and "before the report" in report.get_json()["message"]
+    assert post(app.test_client(), dcm).status_code == 200           # no report asked: served
+
+
+def test_pixel_budget_setting_is_honoured(make_app, tmp_path):
+    image = write_xray(tmp_path / "x.png", h=300, w=300)               # 90 000 px
+    assert post(make_app().test_client(), image).status_code == 200
+    small = post(make_app(MAX_PIXELS=200 * 200).test_client(), image)
+    assert small.status_code == 422 and small.is_json

@@ -9,6 +9,7 @@ import pytest
 
 from tests.app.servers import thread_server
 from tests.helpers.images import write_xray
+from tests.helpers.tools import unavailable
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -19,9 +20,12 @@ SCREENSHOT = Path(os.environ.get("CXRLAB_SCREENSHOT", "/tmp/cxrlab-result.png"))
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_upload_in_browser_shows_models_and_heatmaps(make_app, bank, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        unavailable("playwright is not installed (pip install -r requirements-dev.txt)")
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+        unavailable(f"{CHROMIUM} is missing (Debian: apt-get install chromium)")
     image = write_xray(tmp_path / "chest.png", "L", 256, 220, seed=7)
     with thread_server(make_app()) as url, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)

@@ -1,17 +1,22 @@
 """The real Docker image, built and run as the README says, alone and behind nginx (compose.yaml).
 
 Needs a Docker engine (started here when none runs: see tests/app/docker_engine.py); skipped
-with the reason when none can start. No registry is used: the base images are made from
-Debian packages and cached in ~/.cache/cxrlab-docker (first run about 5 minutes on 2 cores).
+with the reason when none can start, failed under CI=true (tests/helpers/tools.py). No
+registry is used: the base images are made from Debian packages and cached in
+~/.cache/cxrlab-docker (first run about 5 minutes on 2 cores).
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import json
+import os
 import re
 import secrets
 import shutil
 import ssl
+import stat
 import subprocess
 import time
 import uuid
@@ -25,6 +30,7 @@ from tests.app import docker_engine as de
 from tests.app.tiny_models import SPECS, write_models
 from tests.conftest import KERMANY
 from tests.helpers.images import write_xray
+from tests.helpers.tools import require_tool, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT = 35            # the README's --stop-timeout: gunicorn's graceful timeout (30 s) + 5
@@ -35,10 +41,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(1200)]
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[de.Engine]:
-    try:
-        eng = de.start_engine()
-    except de.EngineUnavailable as exc:
-        pytest.skip(f"no Docker engine can run here: {exc}")
+    eng = de.require_engine()
     yield eng
     eng.stop()
 
@@ -48,7 +51,7 @@ def base(engine) -> str:
     try:
         return de.base_image(engine)
     except de.EngineUnavailable as exc:
-        pytest.skip(str(exc))
+        unavailable(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -117,25 +120,27 @@ def multipart(path: Path, fields: dict[str, str] | None = None) -> tuple[bytes, 
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def check_predict_api(open_conn, xray: Path) -> None:
+def check_predict_api(open_conn, xray: Path, auth: dict | None = None) -> None:
     body, ctype = multipart(xray)
-    status, _, raw = request(open_conn(), "POST", "/api/predict", body, {"Content-Type": ctype})
+    status, _, raw = request(open_conn(), "POST", "/api/predict", body, {"Content-Type": ctype, **(auth or {})})
     assert status == 200, raw[:500]
     result = json.loads(raw)
     assert sorted(m["name"] for m in result["models"]) == sorted(s[0] for s in SPECS)
 
 
-def check_upload_page(open_conn, xray: Path, origin: str) -> None:
-    """GET the upload form (CSRF token + session cookie), POST the X-ray, get the result page."""
-    status, headers, page = request(open_conn(), "GET", "/")
+def check_upload_page(open_conn, xray: Path, origin: str, auth: dict | None = None) -> str:
+    """GET the upload form (CSRF token + session cookie), POST the X-ray, get the result page;
+    returns the session's Set-Cookie header."""
+    status, headers, page = request(open_conn(), "GET", "/", headers=auth)
     assert status == 200
     token = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1).decode()
     cookie = headers["set-cookie"].split(";", 1)[0]
     body, ctype = multipart(xray, {"csrf_token": token, "heatmap_class": "auto"})
     status, _, page = request(open_conn(), "POST", "/predict", body,
-                              {"Content-Type": ctype, "Cookie": cookie, "Referer": origin + "/"})
+                              {"Content-Type": ctype, "Cookie": cookie, "Referer": origin + "/", **(auth or {})})
     assert status == 200, page[:500]
     assert all(name.encode() in page for name, *_ in SPECS)
+    return headers["set-cookie"]
 
 
 def assert_no_upload_in_logs(logs: str, xray: Path) -> None:
@@ -209,15 +214,41 @@ def test_documented_docker_run(engine, image, models, xray):
         assert_no_upload_in_logs(logs.stdout + logs.stderr, xray)
 
 
-# --- compose.yaml: nginx terminating TLS in front of the app ------------------------------
+# --- compose.yaml: nginx terminating TLS and asking for a login, in front of the app ------
 
 def self_signed_cert(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     de.run_checked(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                     "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
                     "-keyout", str(folder / "tls.key"), "-out", str(folder / "tls.crt")], timeout=60)
-    (folder / "tls.key").chmod(0o644)            # read by nginx's master in the container only
+    # As an operator's key usually is: 0600 and not root's, so nginx's master (root without
+    # DAC_OVERRIDE in compose.yaml) reads it with DAC_READ_SEARCH alone.
+    (folder / "tls.key").chmod(0o600)
+    if os.geteuid() == 0:
+        os.chown(folder / "tls.key", 1000, 1000)
     return folder
+
+
+def write_secrets(folder: Path, users: dict[str, str]) -> Path:
+    """compose.yaml's recipe: the secret key, and an htpasswd with one user by ``htpasswd -B``
+    (bcrypt) and one by ``openssl passwd -6`` (SHA-512 crypt); folder 0700, files 0644."""
+    htpasswd = require_tool("htpasswd", "Debian: apt-get install apache2-utils")
+    folder.mkdir(mode=0o700)
+    (folder / "secret_key").write_text(secrets.token_hex(32) + "\n")
+    (bcrypt_user, bcrypt_pw), (sha_user, sha_pw) = users.items()
+    de.run_checked([htpasswd, "-B", "-b", "-c", str(folder / "htpasswd"), bcrypt_user, bcrypt_pw], timeout=60)
+    sha = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=sha_pw, capture_output=True, text=True,
+                         timeout=60, check=True).stdout.strip()
+    with open(folder / "htpasswd", "a") as out:
+        out.write(f"{sha_user}:{sha}\n")
+    for name in ("secret_key", "htpasswd"):
+        (folder / name).chmod(0o644)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    return folder
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 @pytest.fixture(scope="module")
@@ -229,17 +260,23 @@ def nginx_image(engine, base) -> Iterator[str]:
         engine.docker("rmi", "-f", tag, check=False)
 
 
-@contextmanager
-def compose_up(engine: de.Engine, cmd: list[str],
-               env: dict[str, str]) -> Iterator[Callable[..., subprocess.CompletedProcess]]:
-    """``compose up -d`` as a fresh project; yields ``compose(*args)``; ``down -v`` on exit."""
+def compose_project(engine: de.Engine, cmd: list[str], env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess]:
+    """``compose(*args)`` for a fresh project with ``env`` (the caller's CXRLAB_* left out)."""
     project = [*cmd, "-p", f"cxrlabtest{uuid.uuid4().hex[:8]}", "-f", str(ROOT / "compose.yaml")]
-    full = {**engine.env, **env}
+    full = {**{k: v for k, v in engine.env.items() if not k.startswith("CXRLAB_")}, **env}
 
     def compose(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run([*project, *args], env=full, cwd=ROOT, capture_output=True, text=True,
                               timeout=timeout, check=False)
 
+    return compose
+
+
+@contextmanager
+def compose_up(engine: de.Engine, cmd: list[str],
+               env: dict[str, str]) -> Iterator[Callable[..., subprocess.CompletedProcess]]:
+    """``compose up -d`` as a fresh project; yields ``compose(*args)``; ``down -v`` on exit."""
+    compose = compose_project(engine, cmd, env)
     try:
         up = compose("up", "-d", "--no-build")
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
@@ -260,31 +297,94 @@ def wait_proxied(open_conn, timeout: float = 30) -> tuple[int, dict, bytes]:
             time.sleep(1)
 
 
+def host_config(engine: de.Engine, container: str) -> dict:
+    return json.loads(de.inspect(engine, container, "{{json .HostConfig}}"))
+
+
+def check_hardening(engine: de.Engine, app: str, proxy: str, secret_key: str) -> None:
+    """compose.yaml's limits as Docker applied them, and their effect inside the app."""
+    app_hc, proxy_hc = host_config(engine, app), host_config(engine, proxy)
+    for hc in (app_hc, proxy_hc):
+        assert hc["CapDrop"] == ["ALL"] and hc["SecurityOpt"] == ["no-new-privileges:true"], hc
+    assert not app_hc["CapAdd"]
+    assert sorted(c.removeprefix("CAP_") for c in proxy_hc["CapAdd"]) == [
+        "CHOWN", "DAC_READ_SEARCH", "NET_BIND_SERVICE", "SETGID", "SETUID"]
+    assert (app_hc["Memory"], app_hc["PidsLimit"]) == (6 * 1024 ** 3, 512)
+    assert (proxy_hc["Memory"], proxy_hc["PidsLimit"]) == (256 * 1024 ** 2, 256)
+    assert app_hc["ReadonlyRootfs"] is True and app_hc["Tmpfs"] == {"/tmp": "size=256m"}
+    status = engine.docker("exec", app, "cat", "/proc/1/status").stdout
+    assert re.search(r"^CapBnd:\s+0+$", status, re.M) and re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
+    tmp = engine.docker("exec", app, "df", "-k", "/tmp").stdout.splitlines()[-1].split()
+    assert tmp[0] == "tmpfs" and int(tmp[1]) == 256 * 1024, tmp
+    # nginx's workers run unprivileged; only its master is root.
+    procs = [line.split(None, 2)[1:] for line in
+             engine.docker("top", proxy, "-o", "pid,uid,args").stdout.splitlines()[1:]]
+    workers = [uid for uid, args in procs if "worker process" in args]
+    assert workers and "0" not in workers, procs
+    # The secret key: read by the app from /run/secrets, in no environment variable.
+    assert secret_key not in engine.docker("inspect", app).stdout
+    digest = engine.docker("exec", app, "python", "-c", "import hashlib; from app.config import from_env; "
+                           "print(hashlib.sha256(from_env()['SECRET_KEY'].encode()).hexdigest())").stdout
+    assert digest.split()[-1] == hashlib.sha256(secret_key.encode()).hexdigest()
+
+
 def test_compose_deployment(engine, image, nginx_image, models, xray, tmp_path):
-    """HTTPS through nginx (certificate checked against the self-signed CA); the app has no network."""
+    """HTTPS through nginx (certificate checked against the self-signed CA), a login for the
+    pages and the API, the hardening of compose.yaml; the app has no network."""
     cmd = de.compose_command(engine.env)
     if cmd is None:
-        pytest.skip("docker compose is not installed (Debian: apt-get install docker-compose)")
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed (needed for the self-signed certificate)")
+        unavailable("docker compose is not installed (Debian: apt-get install docker-compose)")
+    require_tool("openssl", "Debian: apt-get install openssl")
     certs = self_signed_cert(tmp_path / "certs")
+    users = {"alice": secrets.token_urlsafe(12), "bob": secrets.token_urlsafe(12)}
+    folder = write_secrets(tmp_path / "secrets", users)
+    secret_key = (folder / "secret_key").read_text().strip()
     https, plain = de.free_port(), de.free_port()
     env = {"CXRLAB_IMAGE": image, "CXRLAB_NGINX_IMAGE": nginx_image, "CXRLAB_MODELS": str(models),
-           "CXRLAB_CERTS": str(certs), "CXRLAB_HTTPS_PORT": str(https), "CXRLAB_HTTP_PORT": str(plain),
-           "CXRLAB_SECRET_KEY": secrets.token_hex(16)}
+           "CXRLAB_CERTS": str(certs), "CXRLAB_SECRETS": str(folder),
+           "CXRLAB_HTTPS_PORT": str(https), "CXRLAB_HTTP_PORT": str(plain)}
+
+    # Without its secret files the stack does not start (no random key, no proxy without users).
+    (tmp_path / "no-secrets").mkdir()
+    refused = compose_project(engine, cmd, {**env, "CXRLAB_SECRETS": str(tmp_path / "no-secrets")})
+    try:
+        up = refused("up", "-d", "--no-build")
+        assert up.returncode != 0 and re.search("secret_key|htpasswd", up.stdout + up.stderr), up.stderr[-2000:]
+    finally:
+        refused("down", "-v", "--remove-orphans", "-t", "1")
+
     with compose_up(engine, cmd, env) as compose:
         app = compose("ps", "-q", "app").stdout.strip()
+        proxy = compose("ps", "-q", "proxy").stdout.strip()
         de.wait_healthy(engine, app)
         tls = ssl.create_default_context(cafile=str(certs / "tls.crt"))
 
         def open_conn():
             return connect("localhost", https, tls)
 
+        # /healthz stays open for health checks.
         status, headers, raw = wait_proxied(open_conn)
         assert status == 200 and json.loads(raw)["models"] == len(SPECS), raw[:300]
         assert "max-age" in headers["strict-transport-security"]
-        check_predict_api(open_conn, xray)
-        check_upload_page(open_conn, xray, f"https://localhost:{https}")
+
+        # Without a login (or with a wrong one) nginx answers 401, for the page and the API.
+        body, ctype = multipart(xray)
+        for method, path, payload, extra in (("GET", "/", None, {}),
+                                             ("POST", "/api/predict", body, {"Content-Type": ctype}),
+                                             ("GET", "/", None, basic_auth("alice", "wrong-" + users["alice"])),
+                                             ("GET", "/", None, basic_auth("bob", users["alice"]))):
+            status, headers, _ = request(open_conn(), method, path, payload, extra)
+            assert status == 401 and headers["www-authenticate"] == 'Basic realm="cxrlab"', (method, path)
+
+        # With one: the API, the upload form, and the session cookie marked Secure behind TLS.
+        alice = basic_auth("alice", users["alice"])
+        check_predict_api(open_conn, xray, alice)
+        cookie = check_upload_page(open_conn, xray, f"https://localhost:{https}", alice)
+        attributes = {a.strip().split("=", 1)[0].lower() for a in cookie.split(";")[1:]}
+        assert {"secure", "httponly", "samesite"} <= attributes, cookie
+        status, _, page = request(open_conn(), "GET", "/", headers=basic_auth("bob", users["bob"]))
+        assert status == 200 and b"csrf_token" in page
+
         status, headers, _ = request(connect("localhost", plain), "GET", "/healthz")
         assert status == 301 and headers["location"].startswith("https://")
 
@@ -292,6 +392,14 @@ def test_compose_deployment(engine, image, nginx_image, models, xray, tmp_path):
         assert de.inspect(engine, app, "{{.HostConfig.NetworkMode}}") == "none"
         assert de.inspect(engine, app, "{{json .NetworkSettings.Ports}}") in ("{}", "null")
         assert de.inspect(engine, app, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}") == ""
+        check_hardening(engine, app, proxy, secret_key)
+
         logs = compose("logs", "--no-color", "app")
         assert_no_upload_in_logs(logs.stdout + logs.stderr, xray)
-
+        # The audit log names the proxy's user (X-Forwarded-User, trusted from nginx only).
+        audit = [json.loads(line[line.index("{"):]) for line in (logs.stdout + logs.stderr).splitlines()
+                 if '"event"' in line]
+        assert {(a["event"], a["user"], a["auth"]) for a in audit} >= {("predict", "alice", "proxy")}, audit
+        everything = compose("logs", "--no-color")
+        for secret in (*users.values(), secret_key):
+            assert secret not in everything.stdout + everything.stderr

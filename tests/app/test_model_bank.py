@@ -1,8 +1,11 @@
 """ModelBank: loading rules, refusal on broken folders, parity with training preprocessing."""
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -85,7 +88,7 @@ def test_create_app_refuses_to_start_on_bad_folder(models_dir, tmp_path):
 
 
 def test_bad_device_setting_is_explained():
-    from app.model_bank import configure_device
+    from app.device import configure_device
     from training.errors import CXRError
 
     with pytest.raises(CXRError, match="CXRLAB_DEVICE"):
@@ -137,12 +140,12 @@ def test_upload_is_decoded_once_for_the_gate_and_every_model(bank, tmp_path, mon
 
     assert len({m.preprocess.key() for m in bank}) == 2
     calls = []
-    for fn in ("decode_image", "preprocess"):
+    for fn in ("decode", "preprocess"):
         real = getattr(prep, fn)
         monkeypatch.setattr(prep, fn, lambda *a, _f=fn, _r=real, **k: calls.append(_f) or _r(*a, **k))
     prediction = bank.predict(write_xray(tmp_path / "x.png").read_bytes(), "x.png")
     assert len(prediction.models) == len(bank)
-    assert calls == ["decode_image", "preprocess", "preprocess"]    # one decode, one per config
+    assert calls == ["decode", "preprocess", "preprocess"]          # one decode, one per config
 
 
 def test_heatmaps_do_not_change_the_probabilities(bank, tmp_path):
@@ -170,12 +173,98 @@ def test_refused_image_runs_no_model(bank, monkeypatch):
     assert prediction.gate.refused and prediction.models == []
 
 
-def test_threshold_marks_positive(bank, tmp_path):
-    data = write_xray(tmp_path / "x.png").read_bytes()
-    for result in bank.predict(data, "x.png").models:
-        for o in result.outputs:
-            assert o.positive == (o.probability >= o.threshold)
-            assert 0.0 <= o.probability <= 1.0
+def _decisions(result) -> str:
+    """A model's positive outputs as ``cxrlab predict`` writes them (``pred``)."""
+    return ";".join(o.name for o in result.outputs if o.positive)
+
+
+def test_card_thresholds_decide_not_half(bank, tmp_path):
+    """Serving 0.5, argmax, or ``p >= t`` per softmax output would each fail here."""
+    for seed in range(3):
+        data = write_xray(tmp_path / f"x{seed}.png", "L", 180 + 9 * seed, 160, seed=seed).read_bytes()
+        served = {r.name: r for r in bank.predict(data, "x.png").models}
+        multi, card = served["tiny-multi"], bank.get("tiny-multi").card.thresholds
+        for o in multi.outputs:
+            assert card[o.name] != 0.5 and o.threshold == card[o.name]
+            assert o.positive == (o.probability >= card[o.name])
+        flipped = [o.name for o in multi.outputs if (o.probability >= 0.5) != o.positive]
+        assert flipped == ["Pneumonia", "COVID-19", "ARDS"]           # what serving 0.5 would change
+        assert _decisions(multi) == "Pneumonia;COVID-19"
+        single, card = served["tiny-single"], bank.get("tiny-single").card.thresholds
+        normal, pneumonia = single.outputs
+        assert 0.5 < pneumonia.probability < card["Pneumonia"]      # argmax and 0.5: Pneumonia
+        assert normal.probability < card["Normal"]                 # per output: nothing positive
+        assert (normal.positive, pneumonia.positive) == (True, False)
+        assert pneumonia.threshold == card["Pneumonia"]
+        assert normal.threshold == pytest.approx(1 - card["Pneumonia"])   # the decision, read on p(Normal)
+
+
+def test_card_without_thresholds_gives_no_decision_in_the_app(models_dir, tmp_path):
+    """The app shows no decision; ``cxrlab predict`` uses 0.5 (one rule, ``missing`` explicit)."""
+    from training.evaluation.predict import predict_files
+
+    root = tmp_path / "models"
+    shutil.copytree(models_dir / "tiny-single", root / "tiny-single")
+    _edit_card(root / "tiny-single", thresholds=None)
+    image = write_xray(tmp_path / "in" / "x.png")
+    (result,) = ModelBank.from_dir(root, device="cpu", warmup=False).predict(image.read_bytes(), "x.png").models
+    assert [(o.threshold, o.positive) for o in result.outputs] == [(None, False), (None, False)]
+    row = predict_files([root / "tiny-single"], [image]).iloc[0]
+    assert row["pred"] == ("Pneumonia" if row["prob_Pneumonia"] >= 0.5 else "Normal")
+
+
+def test_cli_predict_and_api_serve_the_same_numbers_and_decisions(models_dir, client, tmp_path):
+    """``cxrlab predict`` and ``/api/predict`` on the same models and files: one rule for both."""
+    from training.evaluation.predict import predict_files
+
+    folder = tmp_path / "in"
+    for seed in range(3):
+        write_xray(folder / f"x{seed}.png", "L", 170 + 11 * seed, 150 + 7 * seed, seed=seed)
+    write_xray_dicom(folder / "x3.dcm", 176, 160, seed=3)
+    names = [name for name, *_ in SPECS]
+    cli = predict_files([models_dir / n for n in names], [folder]).set_index("path")
+    assert len(cli) == 4 and cli["error"].isna().all()
+    for path in cli.index:
+        rv = client.post("/api/predict", data={"file": (io.BytesIO(Path(path).read_bytes()), Path(path).name)},
+                         content_type="multipart/form-data")
+        assert rv.status_code == 200, rv.get_data(as_text=True)[:300]
+        body = rv.get_json()
+        assert body["gate"]["verdict"] == cli.loc[path, "gate"]
+        assert [m["name"] for m in body["models"]] == names
+        for m in body["models"]:
+            row = cli.loc[path].rename(lambda c, n=m["name"]: c.removeprefix(f"{n}:"))
+            for key, column in (("probability", "prob_"), ("raw_probability", "raw_prob_")):
+                np.testing.assert_allclose([o[key] for o in m["outputs"]],
+                                           [row[column + o["name"]] for o in m["outputs"]], rtol=0, atol=1e-6)
+            assert ";".join(o["name"] for o in m["outputs"] if o["positive"]) == row["pred"]
+
+
+def test_concurrent_predictions_equal_serial_ones(bank, tmp_path):
+    """Eight threads on one bank (heatmaps on) give what one thread gives, image by image."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [write_xray(tmp_path / f"c{i}.png", "L", 150 + 13 * i, 140 + 5 * i, seed=20 + i).read_bytes()
+              for i in range(8)]
+
+    def summary(data: bytes) -> list:
+        prediction = bank.predict(data, "x.png", heatmaps=True)
+        return [prediction.gate.verdict] + [
+            (r.name, [(o.probability, o.raw_probability, o.threshold, o.positive) for o in r.outputs],
+             r.heatmap_class, {k: (h.image, h.problem) for k, h in r.heatmaps.items()})
+            for r in prediction.models]
+
+    serial = [summary(data) for data in images]
+    start = threading.Barrier(len(images))
+
+    def together(data: bytes) -> list:
+        start.wait()
+        return summary(data)
+
+    with ThreadPoolExecutor(len(images)) as pool:
+        parallel = list(pool.map(together, images))
+    assert all(len(s) == 1 + len(bank) for s in serial)
+    assert all(s[1][3] for s in serial), "the heatmaps were drawn"
+    assert parallel == serial
 
 
 def test_heatmap_class_choice():
@@ -190,3 +279,58 @@ def test_heatmap_class_choice():
 def test_metadata_vector_keeps_unknown_as_nan():
     vec = metadata_vector(["age", "sex", "spo2"], {"age": 0, "sex": "F", "spo2": None})
     assert vec.shape == (1, 3) and vec[0, 0] == 0 and vec[0, 1] == 0 and np.isnan(vec[0, 2])
+
+
+class _Clock:
+    """A clock that moves ``step`` seconds each time it is read."""
+
+    def __init__(self, step: float):
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_deadline_stops_before_the_next_stage(bank, tmp_path):
+    from app.limiter import Deadline, DeadlineExceeded
+
+    data = write_xray(tmp_path / "x.png").read_bytes()
+    within = bank.predict(data, "x.png", deadline=Deadline(100.0, clock=_Clock(1.0)))
+    assert len(within.models) == len(bank)
+    # The clock reads 1 at the start, then 2 (preprocessing), 3 (first model), ...
+    with pytest.raises(DeadlineExceeded, match=f"before model {bank.models[0].name}"):
+        bank.predict(data, "x.png", deadline=Deadline(1.5, clock=_Clock(1.0)))
+    with pytest.raises(DeadlineExceeded, match=f"before the heatmaps of model {bank.models[0].name}"):
+        bank.predict(data, "x.png", heatmaps=True,
+                     deadline=Deadline(1.5 + len(bank), clock=_Clock(1.0)))
+    plain = bank.predict(data, "x.png", deadline=Deadline(1.5 + len(bank), clock=_Clock(1.0)))
+    assert len(plain.models) == len(bank)     # without heatmaps there is no later stage
+
+
+def test_pixel_budget_reaches_the_gate(bank, tmp_path, monkeypatch):
+    import app.model_bank as mb
+
+    seen = []
+    real = mb.inspect
+    monkeypatch.setattr(mb, "inspect", lambda *a, **k: seen.append(k.get("max_pixels")) or real(*a, **k))
+    bank.predict(write_xray(tmp_path / "x.png").read_bytes(), "x.png", max_pixels=123_456)
+    bank.predict(write_xray(tmp_path / "x.png").read_bytes(), "x.png")
+    from training.preprocess import DEFAULT_MAX_PIXELS
+
+    assert seen == [123_456, DEFAULT_MAX_PIXELS]
+
+
+def test_device_is_configured_even_without_model_folders(tmp_path):
+    from training.engine.device import gpu_count
+    from training.errors import CXRError
+
+    with pytest.raises(CXRError, match="CXRLAB_DEVICE='tpu'"):
+        ModelBank.from_dir(tmp_path / "absent", device="tpu")
+    if gpu_count():
+        pytest.skip("this machine has a GPU: CXRLAB_DEVICE=gpu is valid here")
+    with pytest.raises(CXRError, match="CXRLAB_DEVICE=gpu"):
+        ModelBank.from_dir(tmp_path / "absent", device="gpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CXRError, match="CXRLAB_DEVICE=gpu"):
+        ModelBank.from_dir(tmp_path / "empty", device="gpu")

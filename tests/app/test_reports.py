@@ -136,3 +136,188 @@ def test_overlap_warning_is_shown(make_app, bank, evaluated):
     other, m = _bank_with({"metrics": metrics, "test_set": "internal"}, bank)
     page = make_app(MODEL_BANK=other).test_client().get(f"/models/{m.name}").get_data(as_text=True)
     assert "3 of" in page and "optimistic" in page
+
+
+# ------------------------------------------------- the result page's "Download report" re-post
+
+def report_form(page: str) -> dict:
+    """The result page's report form: its action, hidden fields, embedded upload and formats."""
+    import base64
+    import html
+
+    match = re.search(r'<form class="report" method="post" action="([^"]+)" '
+                      r'enctype="multipart/form-data"\s+data-filename="([^"]*)">(.*?)</form>', page, re.S)
+    assert match, "no report form on the result page"
+    action, filename, body = match.groups()
+    fields = {k: html.unescape(v) for k, v in re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', body)}
+    payload = re.search(r'<input type="hidden" class="payload" value="([^"]+)">', body).group(1)
+    return {"action": action, "filename": html.unescape(filename), "fields": fields,
+            "data": base64.b64decode(payload), "formats": re.findall(r'<option value="(\w+)"', body)}
+
+
+def repost(client, form: dict, fmt: str, **changes):
+    """What static/result.js sends: the form's fields, the format, the upload as a file part."""
+    import io
+
+    fields = {**form["fields"], "format": fmt, **changes}
+    fields["file"] = (io.BytesIO(form["data"]), form["filename"])
+    return client.post(form["action"], data=fields, content_type="multipart/form-data",
+                       headers={"Accept": "application/json, application/pdf, application/dicom"})
+
+
+def test_report_form_reposts_the_upload_as_a_file_part(client, tmp_path):
+    from tests.app.conftest import upload
+    from tests.helpers.images import write_xray_dicom
+
+    dcm = write_xray_dicom(tmp_path / "chest.dcm", h=300, w=240)
+    page = upload(client, dcm).get_data(as_text=True)
+    form = report_form(page)
+    assert form["action"] == "/report" and form["data"] == dcm.read_bytes()
+    assert form["formats"] == ["pdf", "sr"] and form["filename"] == "chest.dcm"
+    assert set(form["fields"]) == {"csrf_token", "heatmap_class"}
+    assert 'name="payload"' not in page                       # never posted as a (×1.33) text field
+    for fmt, mime in (("pdf", "application/pdf"), ("sr", "application/dicom")):
+        rv = repost(client, form, fmt)
+        assert rv.status_code == 200 and rv.mimetype == mime
+        assert rv.headers["Content-Disposition"] == f'attachment; filename="chest-cxrlab-{"report.pdf" if fmt == "pdf" else "sr.dcm"}"'
+    expired = repost(client, form, "pdf", csrf_token="forged")
+    assert expired.status_code == 400 and expired.is_json      # the page's script shows it inline
+    assert "expired" in expired.get_json()["message"]
+
+
+def test_report_repost_has_the_upload_size_limit(make_app, tmp_path):
+    import io
+
+    client = make_app(MAX_CONTENT_LENGTH=1024 * 1024).test_client()
+    from tests.app.conftest import csrf_token
+
+    token = csrf_token(client)
+    big = client.post("/report", data={"csrf_token": token, "format": "pdf", "heatmap_class": "auto",
+                                       "file": (io.BytesIO(b"\0" * (1024 * 1024 + 1)), "x.dcm")},
+                      content_type="multipart/form-data", headers={"Accept": "application/json"})
+    assert big.status_code == 413 and big.get_json()["status"] == 413
+    assert "1 MB limit" in big.get_json()["message"]
+
+
+def test_result_page_says_the_report_needs_javascript(client, tmp_path):
+    from tests.app.conftest import upload
+    from tests.helpers.images import write_xray
+
+    page = upload(client, write_xray(tmp_path / "x.png")).get_data(as_text=True)
+    assert '<div class="report-js" hidden>' in page             # shown by static/result.js
+    noscript = re.search(r"<noscript>(.*?)</noscript>", page, re.S).group(1)
+    assert "needs JavaScript" in noscript and "POST /api/report" in noscript
+    assert report_form(page)["formats"] == ["pdf"]             # a PNG gets no DICOM SR
+    script = client.get("/static/result.js").get_data(as_text=True)
+    for part in ('new FormData(form)', 'data.append("file"', "fetch(form.action", "createObjectURL",
+                 '"Accept": "application/json'):
+        assert part in script, part
+
+
+def test_a_dicom_without_preamble_named_dicom_gets_an_sr(client, tmp_path):
+    import io
+
+    import pydicom
+
+    from tests.app.conftest import upload
+    from tests.helpers.images import write_xray_dicom
+
+    ds = pydicom.dcmread(write_xray_dicom(tmp_path / "full.dcm", h=300, w=240))
+    buffer = io.BytesIO()
+    ds.preamble = None
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=False)
+    data = buffer.getvalue()
+    assert data[128:132] != b"DICM"
+    rv = upload(client, data=data, name="old.dicom")
+    assert rv.status_code == 200, rv.get_data(as_text=True)
+    form = report_form(rv.get_data(as_text=True))
+    assert form["formats"] == ["pdf", "sr"]                    # the decoding rule: a .dicom name
+    sr = repost(client, form, "sr")
+    assert sr.status_code == 200 and sr.mimetype == "application/dicom"
+    assert pydicom.dcmread(io.BytesIO(sr.data)).StudyInstanceUID == ds.StudyInstanceUID
+
+
+# ------------------------------------------- a model with clinical inputs: the report equals the page
+
+def pdf_probabilities(payload: bytes, outputs: list[str]) -> dict[str, str]:
+    """Each output's calibrated probability as the PDF's outputs table prints it (3 decimals)."""
+    import io
+
+    import pypdf
+
+    text = " ".join(" ".join(p.extract_text() or "" for p in pypdf.PdfReader(io.BytesIO(payload)).pages).split())
+    found = {name: re.findall(rf"\b{re.escape(name)} (\d\.\d{{3}}|nan|—) ", text) for name in outputs}
+    assert all(len(v) == 1 for v in found.values()), found
+    return {name: v[0] for name, v in found.items()}
+
+
+def page_probabilities(page: str) -> dict[str, str]:
+    return dict(re.findall(r'data-output="([^"]+)"[^>]*>\s*<th>[^<]+</th>\s*<td class="prob"[^>]*>([^<]+)</td>', page))
+
+
+def test_report_of_a_clinical_input_model_equals_the_page(make_app, tmp_path):
+    from app.model_bank import ModelBank
+    from tests.app.conftest import upload
+    from tests.app.test_metadata import _meta_model_dir
+    from tests.helpers.images import write_xray
+
+    bank = ModelBank.from_dir(_meta_model_dir(tmp_path), device="cpu")
+    outputs = bank.models[0].outputs
+    client = make_app(MODEL_BANK=bank).test_client()
+    image = write_xray(tmp_path / "x.png")
+    entered = {"meta_age": "1", "meta_sex": "M"}            # mid-range outputs (0.12, 0.88)
+    page = upload(client, image, **entered).get_data(as_text=True)
+    form = report_form(page)
+    assert {k: form["fields"][k] for k in entered} == entered  # the entries travel with the re-post
+    with_inputs = pdf_probabilities(repost(client, form, "pdf").data, outputs)
+    direct = bank.predict(image.read_bytes(), "x.png", metadata={"age": 1, "sex": "M"}).models[0]
+    assert with_inputs == {o.name: f"{o.probability:.3f}" for o in direct.outputs}
+    assert page_probabilities(page) == {name: f"{float(p):.2f}" for name, p in with_inputs.items()}
+    # Without the inputs, or with others, the model says something else: the checks above can fail.
+    blank = pdf_probabilities(repost(client, form, "pdf", meta_age="", meta_sex="").data, outputs)
+    other = pdf_probabilities(repost(client, form, "pdf", meta_sex="F").data, outputs)
+    assert blank != with_inputs and other != with_inputs
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_report_download_in_a_browser_is_multipart_and_shows_errors_inline(make_app, tmp_path):
+    import pydicom
+
+    from tests.app.servers import thread_server
+    from tests.app.test_browser import ARGS, CHROMIUM
+    from tests.helpers.images import write_xray_dicom
+    from tests.helpers.tools import unavailable
+
+    try:
+        from playwright import sync_api
+    except ImportError:
+        unavailable("playwright is not installed (pip install -r requirements-dev.txt)")
+    if not CHROMIUM.exists():
+        unavailable(f"{CHROMIUM} is missing (Debian: apt-get install chromium)")
+    dcm = write_xray_dicom(tmp_path / "chest.dcm", h=300, w=240)
+    with thread_server(make_app()) as url, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page()
+            posts = []
+            page.on("request", lambda r: posts.append(r) if r.method == "POST" and r.url.endswith("/report") else None)
+            page.goto(url + "/")
+            page.set_input_files("input[type=file]", str(dcm))
+            page.click("button[type=submit]")
+            page.wait_for_selector("form.report button", state="visible", timeout=30_000)
+            page.select_option("#format", "sr")
+            with page.expect_download() as download:
+                page.click("form.report button[type=submit]")
+            assert download.value.suggested_filename == "chest-cxrlab-sr.dcm"
+            sr = pydicom.dcmread(download.value.path())          # of the upload the page embedded
+            assert sr.StudyInstanceUID == pydicom.dcmread(dcm).StudyInstanceUID
+            (sent,) = posts
+            assert sent.headers["content-type"].startswith("multipart/form-data; boundary=")
+            # An expired form: the error is shown in the page, the page stays.
+            page.evaluate("document.querySelector('form.report [name=csrf_token]').value = 'expired'")
+            page.click("form.report button[type=submit]")
+            page.wait_for_selector(".report-error:visible", timeout=30_000)
+            assert "expired" in page.inner_text(".report-error") and page.locator("section.model").count()
+        finally:
+            browser.close()

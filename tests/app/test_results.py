@@ -30,9 +30,21 @@ def test_no_finding_with_a_finding_is_flagged():
     assert flags[0]["outputs"] == ["No Finding", "COVID-19"] and "exclude each other" in flags[0]["message"]
 
 
-def test_two_positive_softmax_classes_are_flagged():
-    flags = exclusive_flags([model("s", kind="single", Viral=0.55, Bacterial=0.6)])
-    assert flags and "mutually exclusive" in flags[0]["message"]
+def test_served_softmax_model_has_one_class_and_no_flag(bank, tmp_path):
+    """The single-label rule gives a softmax model exactly one positive class, so the page
+    can no longer flag its own contradiction; "No Finding" + a finding is still flagged."""
+    from app.results import result_json
+    from tests.helpers.images import write_xray
+
+    for seed in range(3):
+        data = write_xray(tmp_path / f"x{seed}.png", "L", 170 + 9 * seed, 160, seed=seed).read_bytes()
+        served = result_json(bank.predict(data, "x.png"), bank, "x.png")
+        single = next(m for m in served["models"] if m["kind"] == "single")
+        assert sum(o["positive"] for o in single["outputs"]) == 1
+        assert served["flags"] == exclusive_flags(served["models"]) == []
+    softmax = model("s", kind="single", Normal=0.7, Pneumonia=0.3)
+    softmax["outputs"][1]["positive"] = True               # not servable: still said, not hidden
+    assert [f["model"] for f in exclusive_flags([softmax])] == ["s"]
 
 
 def _card(per_output=None):

@@ -1,4 +1,5 @@
-"""The app tests' model folder: two tiny models (tests.helpers.tiny), one gated and calibrated."""
+"""The app tests' model folder: two tiny models (tests.helpers.tiny), one gated and calibrated,
+both with card thresholds that are not 0.5."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +17,18 @@ SPECS = [  # name, architecture, kind, outputs, preprocessing overrides
 
 #: The model given an OOD gate and a (Platt) calibration, like a model trained today.
 GATED = "tiny-multi"
+
+#: Card thresholds, none 0.5, chosen against the models' (near-constant) calibrated
+#: probabilities so that serving 0.5 instead changes the decisions. tiny-multi says about
+#: (0.49, 0.46, 0.46, 0.51): 0.3 makes Pneumonia and COVID-19 positive, 0.8 keeps ARDS
+#: negative (0.5 would flip all three); "No Finding" stays negative (no contradiction shown).
+#: tiny-single says about (0.495, 0.505): 0.505 < 0.8, so "Normal", where argmax or 0.5 say
+#: "Pneumonia"; its "Normal" threshold (0.6, above 0.495) is not used by the single-label
+#: rule, so the per-output rule would call nothing positive.
+THRESHOLDS = {
+    "tiny-multi": {"No Finding": 0.8, "Pneumonia": 0.3, "COVID-19": 0.3, "ARDS": 0.8},
+    "tiny-single": {"Normal": 0.6, "Pneumonia": 0.8},
+}
 
 
 def trust_parts(model: keras.Model, kind: str, outputs: list[str], prep: dict, folder: Path) -> dict:
@@ -57,6 +70,8 @@ def write_models(root: Path, specs=SPECS, gated: bool = True) -> Path:
     for i, (name, arch, kind, outputs, prep) in enumerate(specs):
         model = tiny_model(len(outputs), kind, seed=i)
         extra = trust_parts(model, kind, outputs, prep, root / name) if gated and name == GATED else {}
+        if name in THRESHOLDS:
+            extra.update(thresholds=THRESHOLDS[name], threshold_method="set by the tests (not 0.5)")
         save_model(model, tiny_card(name, kind, outputs, arch=arch, preprocessing=prep, **extra), root / name)
     return root
 

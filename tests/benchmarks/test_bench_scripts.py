@@ -132,3 +132,15 @@ def test_bench_gate_runs_the_gate_on_every_set(tmp_path):
     assert set(summary["test_xray"]["ood_auroc_vs_val"]) == {"tiny-multi"}
     assert set(summary["budgets"]) == {"0.01", "0.02", "0.03", "0.05", "0.1"}
     assert len(result["rows"]["crop"]) == 4
+
+
+def test_bench_upload_memory_small_budget(tmp_path):
+    """Each case in a fresh process: decoded under the budget, the bombs refused at once."""
+    result = _run("bench_upload_memory.py", ["--cases", "png_1bit,dicom_16bit,rle_bomb,png_bomb_9400",
+                                             "--max-pixels", "250000"], tmp_path)
+    rows = {r["case"]: r["now"] for r in result["rows"]}
+    assert [rows[c]["outcome"] for c in ("png_1bit", "dicom_16bit")] == ["decoded"] * 2
+    assert rows["rle_bomb"]["outcome"] == rows["png_bomb_9400"]["outcome"] == "refused (422)"
+    assert all(r["added_mb"] is not None and r["ms"] is not None for r in rows.values())  # none crashed
+    assert result["checks"] == {"rle_bomb_refused": True, "rle_bomb_ms_target_met": True,
+                                "rle_bomb_mb_target_met": True}

@@ -150,3 +150,14 @@ def write_xray_dicom(path: str | Path, h: int = 192, w: int = 160, seed: int = 0
         setattr(ds, key, value)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def edit_dicom(path: Path, out: Path, **changes) -> Path:
+    """A copy of the DICOM at ``path`` with ``changes`` (keyword=value) applied, saved to ``out``."""
+    import pydicom  # DICOM fixtures only
+
+    ds = pydicom.dcmread(path)
+    for k, v in changes.items():
+        setattr(ds, k, v)
+    ds.save_as(out)
+    return out

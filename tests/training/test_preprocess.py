@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from tests.helpers import images as H
 from training import preprocess as pp
 from training.errors import CXRError, DataError, ImageDecodeError
 from training.preprocess import PreprocessConfig, decode_image, load_image, preprocess
+from training.pixels import LUMA
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 IEEE = SHARED / "ieee8023-covid-chestxray" / "images"
@@ -121,66 +122,18 @@ def _jpeg_plain(tmp_path: Path, img: Image.Image) -> Path:
     return tmp_path / "plain.jpg"
 
 
-def test_decode_dicom_12_bit_monochrome2(tmp_path):
-    gray = decode_image(H.write_dicom(tmp_path / "a.dcm", bits_stored=12))
-    np.testing.assert_array_equal(gray, (H.gradient() * 4095).astype(np.uint16))
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "40000000"])
+def test_max_pixels_must_be_a_positive_integer(tmp_path, bad):
+    with pytest.raises(ValueError, match="max_pixels"):
+        decode_image(_file(tmp_path, "png-L"), max_pixels=bad)
 
 
-def test_decode_dicom_monochrome1_is_inverted_so_bone_is_bright(tmp_path):
-    m2 = decode_image(H.write_dicom(tmp_path / "m2.dcm", photometric="MONOCHROME2"))
-    m1 = decode_image(H.write_dicom(tmp_path / "m1.dcm", photometric="MONOCHROME1"))
-    np.testing.assert_allclose(m1, m2.max() + m2.min() - m2)
-    cfg = PreprocessConfig(size=32)
-    diff = load_image(tmp_path / "m1.dcm", cfg).astype(int) + load_image(tmp_path / "m2.dcm", cfg)
-    assert np.abs(diff[8:-8] - 255).max() <= 1  # inner rows: no pad; rounding only
-
-
-def _edit_dicom(path: Path, out: Path, **changes) -> Path:
-    ds = pydicom.dcmread(path)
-    for k, v in changes.items():
-        setattr(ds, k, v)
-    ds.save_as(out)
-    return out
-
-
-def test_decode_dicom_respects_bits_stored(tmp_path):
-    src = H.write_dicom(tmp_path / "a.dcm", bits_stored=12)
-    raw = np.frombuffer(pydicom.dcmread(src).PixelData, np.uint16) | 0xF000  # junk high bits
-    dirty = _edit_dicom(src, tmp_path / "dirty.dcm", PixelData=raw.tobytes())
-    np.testing.assert_array_equal(decode_image(dirty), decode_image(src))
-
-
-def test_decode_dicom_applies_rescale(tmp_path):
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_decode_refuses_non_finite_pixels(tmp_path):
     src = H.write_dicom(tmp_path / "a.dcm")
-    out = _edit_dicom(src, tmp_path / "r.dcm", RescaleSlope=2, RescaleIntercept=-1024)
-    np.testing.assert_allclose(decode_image(out), decode_image(src) * 2 - 1024)
-
-
-def test_decode_dicom_applies_window(tmp_path):
-    src = H.write_dicom(tmp_path / "a.dcm", bits_stored=12)
-    out = _edit_dicom(src, tmp_path / "w.dcm", WindowCenter=2000, WindowWidth=1000)
-    raw, win = decode_image(src), decode_image(out)
-    assert len(np.unique(win[raw <= 1400])) == 1 and len(np.unique(win[raw >= 2600])) == 1
-    assert len(np.unique(win)) > 100  # inside the window the gradient survives
-
-
-def test_decode_dicom_multiframe_takes_first_frame(tmp_path):
-    src = H.write_dicom(tmp_path / "a.dcm")
-    first = (H.gradient() * 4095).astype(np.uint16)
-    frames = np.stack([first, 4095 - first])
-    out = _edit_dicom(src, tmp_path / "mf.dcm", NumberOfFrames=2, PixelData=frames.tobytes())
-    np.testing.assert_array_equal(decode_image(out), first)
-
-
-def test_decode_dicom_without_preamble_when_named_dcm(tmp_path):
-    src = H.write_dicom(tmp_path / "a.dcm")
-    ds = pydicom.dcmread(src)
-    ds.preamble = None
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=False)  # no preamble, no "DICM"
-    data = buf.getvalue()
-    assert data[128:132] != b"DICM"
-    np.testing.assert_array_equal(decode_image(data, name="x.DCM"), decode_image(src))
+    out = H.edit_dicom(src, tmp_path / "inf.dcm", RescaleSlope="1e308", RescaleIntercept="1e308")
+    with pytest.raises(ImageDecodeError, match="NaN or infinite"):
+        decode_image(out)
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
@@ -363,28 +316,70 @@ def test_512px_jpeg_to_model_input(tmp_path):
     assert out.shape == (224, 224, 3) and out.dtype == np.uint8 and out.max() > 200
 
 
-# ---------------------------------------------------------------------------------- real data
+# ------------------------------------------------------- byte-identical to PREPROCESS_VERSION 1
 
-def _real(folder: Path, pattern: str, n: int) -> list[Path]:
-    files = sorted(folder.glob(pattern))[:n] if folder.is_dir() else []
-    if not files:
-        pytest.skip(f"real data not available under {folder}")
-    return files
+def _version_1(data: bytes, name: str, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(decode_image, load_image[..., 0])`` as version 1 was first written (the whole image
+    as float RGB, numpy normalise): what every trained model and cache expects, byte for byte."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+
+    if pp.is_dicom(data, name):
+        ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM")
+        g = np.asarray(apply_voi_lut(apply_modality_lut(pixel_array(ds, index=0), ds), ds, index=0),
+                       dtype=np.float32)
+        g = g.max() + g.min() - g if ds.PhotometricInterpretation == "MONOCHROME1" else g
+    else:
+        img = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+        img = img.convert("RGBA") if img.mode == "P" else img.convert("RGB") if img.mode == "CMYK" else img
+        a = np.asarray(img)
+        g = (a[..., :3].astype(np.float32) @ LUMA if img.mode in ("RGB", "RGBA") else
+             a[..., 0].astype(np.float32) if img.mode == "LA" else a.astype(np.float32))
+    lo, hi = np.percentile(g, [cfg.clip_percentile, 100.0 - cfg.clip_percentile])
+    x = (np.clip((g - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0, dtype=np.float32)
+         if hi > lo else np.zeros(g.shape, np.float32))
+    (h, w), size = x.shape, cfg.size
+    new = (max(1, round(w * size / max(h, w))), max(1, round(h * size / max(h, w))))
+    out = np.zeros((size, size), np.float32)
+    top, left = (size - new[1]) // 2, (size - new[0]) // 2
+    out[top:top + new[1], left:left + new[0]] = Image.fromarray(x).resize(new, pp.RESAMPLE)
+    return g, np.rint(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def test_real_ieee8023_images_of_every_mode():
-    files = _real(IEEE, "*", 200)
-    by_mode: dict[str, Path] = {}
-    for f in files:
+def _generated(tmp: Path) -> list[Path]:
+    """Every mode and DICOM option, and images spanning several row blocks of the new code."""
+    files = [H.write_image(tmp / f"{m.replace(';', '')}.png", m, 300, 260, seed=i)
+             for i, m in enumerate(["L", "RGBA", "P", "LA", "I;16", "1"])]
+    files += [H.write_image(tmp / "wide.png", "RGB", 1100, 2100), H.write_image(tmp / "c.jpg", "RGB")]
+    Image.open(files[-1]).convert("CMYK").save(tmp / "cmyk.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(files[-1]).save(tmp / "exif.jpg", exif=exif.tobytes())
+    big = H.write_dicom(tmp / "big.dcm", 1100, 1000, photometric="MONOCHROME1")
+    return files + [tmp / "cmyk.jpg", tmp / "exif.jpg", big,
+                    H.edit_dicom(big, tmp / "w.dcm", WindowCenter=2000, WindowWidth=1000),
+                    H.edit_dicom(big, tmp / "r.dcm", RescaleSlope=2, RescaleIntercept=-1024)]
+
+
+def _real(per_kind: int = 3) -> list[Path]:
+    """A few real files of every (format, mode) in the shared data; none when it is absent."""
+    kinds: dict[tuple[str, str], list[Path]] = {}
+    for f in sorted(IEEE.glob("*"))[:300] + sorted(KERMANY.glob("*/*.jpeg"))[:per_kind]:
         with Image.open(f) as img:
-            by_mode.setdefault(img.mode, f)
-    assert {"L", "RGB", "RGBA"} <= set(by_mode), by_mode
-    for f in by_mode.values():
-        out = load_image(f, PreprocessConfig())
-        assert out.shape == (224, 224, 3) and out.max() > 200 and out.std() > 20
+            kinds.setdefault((img.format, img.mode), []).append(f)
+    if IEEE.is_dir():
+        assert {"L", "RGB", "RGBA"} <= {mode for _, mode in kinds}, sorted(kinds)
+    return [f for found in kinds.values() for f in found[:per_kind]]
 
 
-def test_real_kermany_images():
-    for f in _real(KERMANY, "*/*.jpeg", 5):
-        out = load_image(f, PreprocessConfig(size=128, resize="crop"))
-        assert out.shape == (128, 128, 3) and out.max() > 200 and out.std() > 20
+@pytest.mark.parametrize("cfg", [PreprocessConfig(), PreprocessConfig(size=96, clip_percentile=0,
+                                                                      channels=1)])
+def test_output_is_byte_identical_to_version_1(tmp_path, cfg):
+    files = _generated(tmp_path) + _real()
+    differ = []
+    for f in files:
+        gray, out = _version_1(f.read_bytes(), f.name, cfg)
+        new = load_image(f, cfg)
+        if decode_image(f).tobytes() != gray.tobytes() or new[..., 0].tobytes() != out.tobytes():
+            differ.append(f.name)
+        assert new.shape == (cfg.size, cfg.size, cfg.channels) and out.max() > 100
+    assert differ == [] and len(files) >= 14

@@ -25,6 +25,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from training.evaluation.decision import decide, single_label_classes  # noqa: F401 (re-exported)
+
 #: Scalar metrics of one binary output (all get bootstrap CIs).
 METRIC_NAMES: tuple[str, ...] = (
     "precision", "recall", "specificity", "npv", "f1",
@@ -112,30 +114,11 @@ def thresholds_array(thresholds: float | Sequence[float] | dict[str, float] | No
     return t.copy()
 
 
-def single_label_classes(P: np.ndarray, thresholds: Any, names: Sequence[str]) -> np.ndarray:
-    """Class index per row of softmax scores ``P``.
-
-    Two classes with a threshold for the second (positive) class, e.g. chosen by Youden on
-    validation: positive when its probability reaches the threshold. Otherwise the argmax
-    (a softmax's argmax equals a 0.5 threshold only for two classes, and says nothing about
-    the operating point the validation data favour).
-    """
-    P = np.asarray(P, dtype=np.float64)
-    if len(names) == 2 and thresholds is not None and not isinstance(thresholds, dict):
-        thresholds = dict(zip(names, thresholds_array(thresholds, names)))  # a list is honoured too
-    if len(names) == 2 and isinstance(thresholds, dict) and thresholds.get(names[1]) is not None:
-        return (P[:, 1] >= float(thresholds[names[1]])).astype(np.int64)
-    return P.argmax(axis=1) if len(P) else np.zeros(0, np.int64)
-
-
 def predictions(P: np.ndarray, kind: str, thresholds: Any, names: Sequence[str]) -> np.ndarray:
-    """0/1 predictions ``(N, C)``: scores over their thresholds, or one-hot classes (single)."""
-    P = np.asarray(P, dtype=np.float64)
-    if kind == "single":
-        if not len(P):
-            return np.zeros(P.shape, np.int64)
-        return np.eye(len(names), dtype=np.int64)[single_label_classes(P, thresholds, names)]
-    return (P >= thresholds_array(thresholds, names)[None, :]).astype(np.int64)
+    """0/1 predictions ``(N, C)`` by the one decision rule (:func:`decision.decide`): scores
+    over their thresholds, or one class per row (single); 0.5 where no threshold is given."""
+    given = None if thresholds is None else dict(zip(names, thresholds_array(thresholds, names)))
+    return decide(P, kind, given, names, missing=0.5).astype(np.int64)
 
 
 def multilabel_metrics(Y: np.ndarray, P: np.ndarray, thresholds: Any, names: Sequence[str],
@@ -160,14 +143,14 @@ def multiclass_metrics(Y_onehot: np.ndarray, P: np.ndarray, names: Sequence[str]
     """Softmax outputs: per-class one-vs-rest metrics, macro, micro, KxK confusion matrix.
 
     The predicted class is the argmax, or for two classes the positive class's threshold
-    (:func:`single_label_classes`). Rows whose label is unknown (any NaN) are ignored.
+    (:func:`predictions`: the one decision rule). Rows whose label is unknown (any NaN) are ignored.
     """
     Y, P = _as_2d(Y_onehot, P, names)
     known = ~np.isnan(Y).any(axis=1)
     Y, P = Y[known], P[known]
     k = len(names)
-    true, pred = Y.argmax(axis=1), single_label_classes(P, thresholds, names)
-    onehot_pred = np.eye(k, dtype=np.int64)[pred]
+    onehot_pred = predictions(P, "single", thresholds, names)
+    true, pred = Y.argmax(axis=1), onehot_pred.argmax(axis=1)
     per = {n: binary_metrics(Y[:, j], P[:, j], None, pred=onehot_pred[:, j])
            for j, n in enumerate(names)}
     micro = binary_metrics(Y.ravel(), P.ravel(), None, pred=onehot_pred.ravel())

@@ -20,8 +20,9 @@ import pandas as pd
 
 from training import io
 from training.errors import CXRError, DataError, ModelCardError
-from training.evaluation import metrics as M
 from training.evaluation.calibration import Calibration
+from training.evaluation.decision import decide
+from training.evaluation.thresholds import DEFAULT as DEFAULT_THRESHOLD
 from training.gate.assess import assess
 from training.gate.checks import inspect
 from training.gate.ood import OODGate, load_gate
@@ -30,7 +31,7 @@ from training.models.card import ModelCard
 from training.models.parts import feature_model
 from training.models.card import load_model
 from training.preprocess import PreprocessConfig
-from training.preprocess import load_image
+from training.preprocess import is_dicom, load_image
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +112,13 @@ def load_models(model_dirs: Sequence[str | Path]) -> list[LoadedModel]:
 # ------------------------------------------------------------------ finding the files
 
 def is_dicom_file(path: Path) -> bool:
-    """DICOM by content: the ``DICM`` magic after the 128-byte preamble."""
+    """Whether ``path`` is DICOM by :func:`training.preprocess.is_dicom` (the one rule)."""
     try:
         with open(path, "rb") as f:
             head = f.read(132)
     except OSError:
         return False
-    return head[128:132] == b"DICM"
+    return is_dicom(head, path.name)
 
 
 def _is_image(path: Path) -> bool:
@@ -274,20 +275,16 @@ def _predict(models: Sequence[LoadedModel], paths: Sequence[str | Path], batch_s
 
 
 def predicted_findings(p: np.ndarray, m: LoadedModel) -> list[str | None]:
-    """Per row of CALIBRATED ``p``: outputs over their thresholds joined by ';' (multilabel) or
-    the argmax class."""
-    names = m.outputs
-    out: list[str | None] = []
-    thr = np.array([m.thresholds()[o] for o in names])
-    for row in p:
-        if np.isnan(row).any():
-            out.append(None)
-        elif m.kind == "multilabel":
-            out.append(";".join(n for n, v, t in zip(names, row, thr) if v >= t))
-        else:
-            thresholds = {names[-1]: thr[-1]} if len(names) == 2 else None
-            out.append(names[int(M.single_label_classes(row[None, :], thresholds, names)[0])])
-    return out
+    """Per row of CALIBRATED ``p``: the positive outputs joined by ';' (one class for a softmax
+    model), None where the row has no probabilities.
+
+    The app's rule (:func:`training.evaluation.decision.decide`) with the card's thresholds;
+    where the card has none, 0.5 (the app then shows no decision).
+    """
+    positive = decide(p, m.kind, m.card.thresholds, m.outputs, missing=DEFAULT_THRESHOLD)
+    known = ~np.isnan(np.asarray(p, dtype=np.float64)).any(axis=1)
+    return [";".join(n for n, on in zip(m.outputs, row) if on) if ok else None
+            for row, ok in zip(positive, known)]
 
 
 def predict_files(model_dirs: Sequence[str | Path], inputs: Sequence[str | Path],

@@ -1,20 +1,22 @@
 """Image-level checks of the input gate: what can be said before any model runs.
 
-:func:`inspect` reads an uploaded file once into :class:`ImageFacts` (size, a small RGB
-preview, DICOM tags); :func:`image_reasons` turns the facts into :class:`Reason`s. Each
-check's limits are module constants, measured on the shared X-rays and non-X-ray images
-(docs/gate.md, ``benchmarks/bench_gate.py``), not guessed.
+:func:`inspect` turns one :func:`training.preprocess.decode` of an uploaded file into
+:class:`ImageFacts` (size, a small RGB preview, DICOM tags); :func:`image_reasons` turns the
+facts into :class:`Reason`s. Each check's limits are module constants, measured on the shared
+X-rays and non-X-ray images (docs/gate.md, ``benchmarks/bench_gate.py``), not guessed. A reason
+quotes a DICOM value only when it is one of the standard's defined terms: anything else in a
+tag may be free text (a name, a ward) and is described, never repeated.
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from training import preprocess as pp
+from training.pixels import BLOCK_PIXELS, luma
 from training.gate.verdict import Reason
 
 #: Shorter side below this: too little detail for any of the models (refuse).
@@ -34,8 +36,28 @@ XRAY_MODALITIES = frozenset({"CR", "DX", "DR", "RG", "RF", "PX"})
 LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "L"})
 CHEST_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "RIBS", "HEART", ""})
 PREVIEW = 256
-#: Pillow modes whose colour the colour check must see (the rest are grayscale by nature).
-COLOUR_MODES = frozenset({"RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"})
+
+#: DICOM defined terms (PS3.3 C.7.3.1.1.1, PS3.16 Annex L, C.7.6.3.1.2): the only tag values a
+#: reason may quote.
+MODALITY_TERMS = frozenset(
+    "AR ASMT AU BDUS BI BMD CR CT CTPROTOCOL DG DMS DOC DX ECG EEG EMG EOG EPS ES FID GM HC HD IO "
+    "IOL IVOCT IVUS KER KO LEN LS MG MR M3D NM OAM OCT OP OPM OPT OPTBSV OPTENF OPV OSS OT PLAN "
+    "POS PR PT PX REG RESP RF RG RTDOSE RTIMAGE RTINTENT RTPLAN RTRAD RTRECORD RTSEGANN RTSTRUCT "
+    "RWV SEG SM SMR SR SRF STAIN TEXTUREMAP TG US VA XA XAPROTOCOL XC "
+    "AS CD CF CP CS DD DF DM DS EC FA FS LP MA MS OPR ST VF DR".split())
+BODY_PART_TERMS = frozenset(
+    "ABDOMEN ABDOMENPELVIS ADRENAL ANKLE AORTA ARM AXILLA BACK BLADDER BRAIN BREAST BRONCHUS "
+    "BUTTOCK CALCANEUS CALF CAROTID CEREBELLUM CERVIX CHEEK CHEST CHESTABDOMEN CHESTABDPELVIS "
+    "CLAVICLE COCCYX COLON CSPINE CTSPINE DUODENUM EAR ELBOW ESOPHAGUS EXTREMITY EYE FACE FEMUR "
+    "FINGER FOOT GALLBLADDER HAND HEAD HEADNECK HEART HIP HUMERUS IAC ILEUM ILIUM JAW JEJUNUM "
+    "KIDNEY KNEE LARYNX LEG LIVER LSPINE LSSPINE LUNG MAXILLA MEDIASTINUM MOUTH NECK NECKCHEST "
+    "NECKCHESTABDOMEN NECKCHESTABDPELV NOSE ORBIT OVARY PANCREAS PAROTID PATELLA PELVIS PENIS "
+    "PHARYNX PROSTATE RADIUS RECTUM RIB RIBS SACRUM SCALP SCAPULA SELLA SHOULDER SKULL SPINE "
+    "SPLEEN SSPINE STERNUM STOMACH TESTIS THIGH THORAX THUMB THYROID TIBIA TLSPINE TMJ TOE "
+    "TONGUE TRACHEA TSPINE ULNA URETER URETHRA UTERUS WHOLEBODY WRIST ZYGOMA".split())
+PHOTOMETRIC_TERMS = frozenset(
+    "MONOCHROME1 MONOCHROME2 RGB HSV ARGB CMYK YBR_FULL YBR_FULL_422 YBR_PARTIAL_422 "
+    "YBR_PARTIAL_420 YBR_ICT YBR_RCT XYB".split()) | {"PALETTE COLOR"}
 
 
 @dataclass
@@ -44,26 +66,23 @@ class ImageFacts:
 
     width: int
     height: int
-    decoded: np.ndarray                 # float32 (H, W): preprocess.decode_image's output
+    decoded: np.ndarray                 # float32 (H, W): preprocess.decode's grey image
     preview: np.ndarray                 # uint8 (h, w, 3), longer side <= PREVIEW
     gray: np.ndarray                    # float32 (h, w) in [0, 255], the preview's luma
     dicom: dict[str, Any] = field(default_factory=dict)   # selected tags of a DICOM upload
 
 
-def inspect(data: bytes, name: str) -> ImageFacts:
-    """Facts about an uploaded file; :class:`~training.errors.ImageDecodeError` if undecodable."""
-    if pp._is_dicom(data, name):
-        return _inspect_dicom(data, name)
-    gray = pp.decode_image(data, name=name)  # the clear decode errors, and truncation checks
-    img = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
-    height, width = gray.shape
-    if img.mode not in COLOUR_MODES:  # 16-bit, float, 1-bit: Pillow's RGB conversion clips them
-        return ImageFacts(width, height, gray, *_gray_preview(gray))
-    img.draft("RGB", (PREVIEW, PREVIEW))  # JPEG: decode at reduced size (fast)
-    rgb = img.convert("RGB")
-    rgb.thumbnail((PREVIEW, PREVIEW), Image.Resampling.BILINEAR)
-    preview = np.asarray(rgb, dtype=np.uint8)
-    return ImageFacts(width, height, gray, preview, _luma(preview))
+def inspect(data: bytes, name: str, max_pixels: int | None = None) -> ImageFacts:
+    """Facts about an uploaded file, decoded once; :class:`~training.errors.ImageDecodeError`
+    if undecodable or larger than ``max_pixels`` (None: ``preprocess.DEFAULT_MAX_PIXELS``)."""
+    decoded = pp.decode(data, name=name, max_pixels=max_pixels, preview_size=PREVIEW)
+    height, width = decoded.gray.shape
+    if decoded.colour_preview is None:  # grey, 16-bit, 1-bit, DICOM: min-max to 0-255
+        preview, grey = _gray_preview(decoded.gray)
+    else:
+        preview = decoded.colour_preview
+        grey = luma(preview)
+    return ImageFacts(width, height, decoded.gray, preview, grey, decoded.dicom_tags)
 
 
 def _gray_preview(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -71,31 +90,24 @@ def _gray_preview(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     img = Image.fromarray(_to_uint8(gray))
     img.thumbnail((PREVIEW, PREVIEW), Image.Resampling.BILINEAR)
     preview = np.repeat(np.asarray(img)[..., None], 3, axis=-1)
-    return preview, _luma(preview)
-
-
-def _inspect_dicom(data: bytes, name: str) -> ImageFacts:
-    import pydicom  # DICOM input only
-
-    gray = pp.decode_image(data, name=name)
-    ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=data[128:132] != b"DICM")
-    tags = {key: str(ds.get(key, "") or "").strip() for key in
-            ("Modality", "ViewPosition", "BodyPartExamined", "PhotometricInterpretation",
-             "PresentationLUTShape", "ImageLaterality")}
-    tags["SamplesPerPixel"] = int(ds.get("SamplesPerPixel", 1) or 1)
-    height, width = gray.shape
-    return ImageFacts(width, height, gray, *_gray_preview(gray), tags)
+    return preview, luma(preview)
 
 
 def _to_uint8(gray: np.ndarray) -> np.ndarray:
+    """Min-max to uint8, a block of rows at a time (no full-size float temporaries)."""
     lo, hi = float(gray.min()), float(gray.max())
-    if hi <= lo:
-        return np.zeros(gray.shape, np.uint8)
-    return np.rint((gray - lo) / (hi - lo) * 255.0).astype(np.uint8)
+    out = np.zeros(gray.shape, np.uint8)
+    if hi > lo:
+        step = max(1, BLOCK_PIXELS // max(gray.shape[1], 1))
+        for top in range(0, gray.shape[0], step):
+            block = gray[top:top + step]
+            out[top:top + step] = np.rint((block - lo) / (hi - lo) * 255.0)
+    return out
 
 
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    return rgb.astype(np.float32) @ pp._LUMA
+def _quote(value: str, terms: frozenset[str]) -> str:
+    """`` (VALUE)`` for a defined term; a description for anything else (it may be free text)."""
+    return f" ({value})" if value in terms else " (a value that is not a DICOM defined term)"
 
 
 # ------------------------------------------------------------------ measurements
@@ -191,23 +203,24 @@ def _dicom(tags: dict[str, Any]) -> list[Reason]:
     modality = tags.get("Modality", "").upper()
     if modality and modality not in XRAY_MODALITIES:
         out.append(Reason("modality", "refuse",
-                          f"The DICOM modality is {modality}, not a projection radiograph (CR/DX): "
-                          "the models read chest X-rays only."))
+                          f"The DICOM modality{_quote(modality, MODALITY_TERMS)} is not a "
+                          "projection radiograph (CR/DX): the models read chest X-rays only."))
     view = tags.get("ViewPosition", "").upper()
-    if view in LATERAL_VIEWS:
+    if view in LATERAL_VIEWS:  # a fixed list: safe to quote
         out.append(Reason("lateral_view", "refuse",
                           f"The DICOM view position is {view} (lateral): the models read frontal "
                           "(PA/AP) chest X-rays only."))
     part = tags.get("BodyPartExamined", "").upper()
     if part not in CHEST_PARTS:
         out.append(Reason("body_part", "refuse",
-                          f"The DICOM body part is {part}, not the chest."))
+                          f"The DICOM body part{_quote(part, BODY_PART_TERMS)} is not the chest."))
     if tags.get("PresentationLUTShape", "").upper() == "INVERSE":
         out.append(Reason("photometry", "warn",
                           "The DICOM asks for an inverted presentation (Presentation LUT Shape "
                           "INVERSE), which is not applied here: grey levels may be reversed."))
     if int(tags.get("SamplesPerPixel", 1)) > 1:
+        photometric = str(tags.get("PhotometricInterpretation", "")).upper()
         out.append(Reason("photometry", "warn",
-                          f"The DICOM has colour pixels ({tags.get('PhotometricInterpretation')}); "
+                          f"The DICOM has colour pixels{_quote(photometric, PHOTOMETRIC_TERMS)}; "
                           "X-rays are MONOCHROME1/2."))
     return out

@@ -6,9 +6,11 @@ from typing import Any
 
 import pypdf
 import pytest
+from pydicom import config
 
 from app.report import build_report
 from tests.app.report.test_sr import DISCLAIMER, make_dicom, make_png, sample_result
+from tests.app.report.test_sr_sources import PRIVATE_VALUE, odd_dicom
 
 
 def build_pdf(result: dict[str, Any], data: bytes | None = None, name: str = "chest.png") -> pypdf.PdfReader:
@@ -111,8 +113,27 @@ def test_text_is_escaped_and_a_bad_heatmap_becomes_a_note():
     text = text_of(build_pdf(result))
     assert "Model: <b>m&m</b>" in text
     assert text.count("heatmap could not be decoded") == 2
+    assert "not a PNG or JPEG data URI" not in text                 # the kind only, not the message
 
 
 def test_an_undecodable_upload_still_gives_a_report():
-    text = text_of(build_pdf(sample_result(), b"not an image", "broken.png"))
-    assert "The image could not be rendered" in text and DISCLAIMER in text
+    text = text_of(build_pdf(sample_result(), b"not an image", "Jane_Doe_broken.png"))
+    assert "The image could not be rendered (ImageDecodeError)" in text and DISCLAIMER in text
+    # The note gives the kind only: the decoder's message (which names the file) stays out.
+    assert text.count("Jane_Doe_broken") == 1                       # the "File" line, nothing else
+
+
+def test_a_dicom_with_invalid_values_gets_its_picture_and_nothing_said(caplog, capfd, monkeypatch):
+    import logging
+    import warnings
+
+    data, _ = odd_dicom()
+    monkeypatch.setattr(config.settings, "_reading_validation_mode", config.WARN)  # pydicom's default
+    caplog.set_level(logging.DEBUG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reader = build_pdf(sample_result(), data, "chest.dcm")
+    assert len(images_of(reader)) == 1 + 4 and "could not be rendered" not in text_of(reader)
+    said = caplog.text + "".join(capfd.readouterr()) + " ".join(str(w.message) for w in caught)
+    for value in ("1970-01-01", "10:10:10", "45 years", "DOE JANE", PRIVATE_VALUE):
+        assert value not in said, value

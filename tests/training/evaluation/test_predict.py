@@ -101,3 +101,17 @@ def test_predict_writes_the_gate_verdict_and_withholds_refused_probabilities(wor
     assert df.loc[str(tiny), ["prob_Normal", "raw_prob_Normal"]].isna().all()
     assert pd.isna(df.loc[str(tiny), "pred"])
     assert np.isfinite(df.loc[str(ok), "prob_Normal"])
+
+
+def test_predicted_findings_follow_the_card_and_the_single_label_rule(world):
+    """``pred`` is the app's decision (training.evaluation.decision.decide), not p >= 0.5."""
+    from training.evaluation.predict import load_models, predicted_findings
+
+    single, multi = load_models([world["single"], world["multi"]])
+    single.card.thresholds = {"Normal": 0.6, "Pneumonia": 0.8}     # "Normal" 0.6: not used
+    P = np.array([[0.45, 0.55], [0.15, 0.85], [np.nan, np.nan]])
+    assert predicted_findings(P, single) == ["Normal", "Pneumonia", None]
+    multi.card.thresholds = {"No Finding": 0.3, "Pneumonia": 0.8}
+    assert predicted_findings(np.array([[0.35, 0.75], [0.2, 0.85]]), multi) == ["No Finding", "Pneumonia"]
+    multi.card.thresholds = None               # no thresholds in the card: 0.5 (the app: no decision)
+    assert predicted_findings(np.array([[0.55, 0.45]]), multi) == ["No Finding"]
