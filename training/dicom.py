@@ -42,6 +42,7 @@ def _dicom_stage(what: str, call: Callable[[], Any]) -> Any:
 def read_dicom(data: bytes, limit: int) -> tuple[np.ndarray, dict[str, Any]]:
     """``(grey first frame, DICOM_TAGS)``: header first (size, tags), then the first frame."""
     import pydicom  # DICOM input only
+    from pydicom.encaps import get_frame  # DICOM input only
 
     # Value validation off, process-wide and for good: pydicom's warnings and log lines quote
     # tag values (patient data); restoring it after each read would race with other threads.
@@ -56,8 +57,13 @@ def read_dicom(data: bytes, limit: int) -> tuple[np.ndarray, dict[str, Any]]:
     tags["SamplesPerPixel"] = int(header.get("SamplesPerPixel") or 1)  # checked: 1 or 3
     ds = _dicom_stage("read the DICOM file", lambda: pydicom.dcmread(io.BytesIO(data), force=force))
     if "PixelData" in ds and ds["PixelData"].is_undefined_length:  # compressed: its own header too
-        declared = _dicom_stage("read the compressed frame's header", lambda: _codestream_size(ds))
+        frame = _dicom_stage("read the first compressed frame", lambda: get_frame(
+            ds.PixelData, 0, number_of_frames=int(ds.get("NumberOfFrames") or 1)))
+        declared = _dicom_stage("read the compressed frame's header", lambda: _codestream_size(frame))
         check_size(*(declared or (0, "")), limit)
+        if declared and not frame.rstrip(b"\0").endswith(b"\xff\xd9"):
+            # Cut short: some decoders (CharLS for JPEG-LS) spend seconds before giving up.
+            raise ImageDecodeError("the compressed frame is truncated (no end-of-image marker)")
     return _dicom_gray(ds), tags
 
 
@@ -98,12 +104,9 @@ def _dicom_size(ds: Any) -> tuple[int, str]:
     return rows * columns * frames * samples, f"{columns}x{rows}, {frames} frame(s) of {samples} sample(s)"
 
 
-def _codestream_size(ds: Any) -> tuple[int, str] | None:
-    """Samples the first frame's JPEG / JPEG-LS (SOF) or JPEG 2000 (SIZ) header declares: what
-    its decoder allocates, whatever Rows and Columns say."""
-    from pydicom.encaps import get_frame
-
-    frame = get_frame(ds.PixelData, 0, number_of_frames=int(ds.get("NumberOfFrames") or 1))
+def _codestream_size(frame: bytes) -> tuple[int, str] | None:
+    """Samples a JPEG / JPEG-LS (SOF) or JPEG 2000 (SIZ) frame's header declares: what its
+    decoder allocates, whatever Rows and Columns say (None: not one of those codestreams)."""
     at = frame.find(b"\xff\x4f\xff\x51") if frame[4:8] == b"jP  " else 0  # J2K (in a JP2?)
     if frame[at:at + 4] == b"\xff\x4f\xff\x51":  # SOC, SIZ: Xsiz Ysiz XOsiz YOsiz ... Csiz
         x, y, x0, y0 = struct.unpack(">4I", frame[at + 8:at + 24])

@@ -15,7 +15,7 @@ from tests.helpers import fuzz
 from tests.helpers.fuzz import Outcome
 from tests.helpers.fuzz_seeds import FORMATS, all_seeds
 
-N_CASES = 250        # ~15 s on the 2-core VM
+N_CASES = 300        # ~5-15 s on the 2-core VM
 SLOW_S = 5.0         # a request takes ~0.1 s here with the tiny models
 DEADLINE_S = 300.0
 PATH = "/api/predict?heatmaps=1"

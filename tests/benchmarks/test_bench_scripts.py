@@ -144,3 +144,10 @@ def test_bench_upload_memory_small_budget(tmp_path):
     assert all(r["added_mb"] is not None and r["ms"] is not None for r in rows.values())  # none crashed
     assert result["checks"] == {"rle_bomb_refused": True, "rle_bomb_ms_target_met": True,
                                 "rle_bomb_mb_target_met": True}
+
+
+def test_bench_fuzz_small_campaign(tmp_path):
+    """The full-size campaign's script, at a few cases per target: runs, and finds no failure."""
+    result = _run("bench_fuzz.py", ["--decode", "40", "--api", "10", "--pdf", "5"], tmp_path)
+    assert [r["target"] for r in result["reports"]] == ["decode + gate", "/api/predict",
+                                                         "/api/report?format=pdf"]
