@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from app.metrics_view import summary_json, test_summary
+from app.metrics_view import split_name, summary_json, test_summary
 
 if TYPE_CHECKING:  # a type only: this module stays free of Keras
     from training.models.card import ModelCard
@@ -78,7 +78,7 @@ def short_card(card: ModelCard) -> dict[str, Any]:
         "outputs": list(card.outputs),
         "data_sources": list(data.get("sources") or []),
         "data_counts": {part: _total(c) for part, c in (data.get("counts") or {}).items()},
-        "split_file": split.get("file"),
+        "split_file": split_name(split.get("file")),
         "split_sha256_prefix": sha[:12] or None,
         "split_counts": split.get("counts") or {},
         "test_set": card.test_set,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.metrics_view import CI_LEVEL, METRICS, Estimate
+from app.metrics_view import CI_LEVEL, METRICS, Estimate, split_name
 from training.data.splits import split_hash
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def compare_view(summary: Any) -> CompareView | None:
     paired = summary.get("paired") if isinstance(summary.get("paired"), dict) else {}
     best = summary.get("best")
     return CompareView(
-        test_set=summary.get("test_set"), split=summary.get("split"),
+        test_set=summary.get("test_set"), split=split_name(summary.get("split")),
         split_sha256=summary.get("split_sha256") or _split_sha256(summary.get("split")),
         part=summary.get("part"),
         n_images=summary.get("n_images"), n_patients=summary.get("n_patients"),

@@ -11,7 +11,9 @@ the pages fall back to a flat list.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
 from training.evaluation.estimate import CI_LEVEL, Estimate, finite_number  # noqa: F401  (CI_LEVEL: compare_report)
@@ -23,6 +25,29 @@ if TYPE_CHECKING:  # a type only: this module stays free of Keras
 METRICS: tuple[tuple[str, str], ...] = (
     ("roc_auc", "AUC"), ("recall", "Sensitivity"), ("specificity", "Specificity"),
     ("precision", "PPV"), ("f1", "F1"))
+
+
+def split_name(split: Any) -> str | None:
+    """A split file as users may see it: its name only. Cards and reports record the path the
+    training machine used; a page never shows a server's folders (the hash identifies it)."""
+    return PureWindowsPath(str(split or "").strip()).name or None  # "/" and "\\" both separate
+
+
+#: Strings that are file-system paths: absolute, home- or dot-relative, or a Windows drive.
+_PATH = re.compile(r"^(/|~/|\.\.?/|[A-Za-z]:[\\/])")
+
+
+def without_paths(value: Any) -> Any:
+    """``value`` (JSON-like) with every path string reduced to its last name, for pages that
+    show a card's training config or a compare.json: users see names, not a server's folders.
+    Label strings such as ``Pneumonia/Viral/COVID-19`` are not paths (no leading ``/``)."""
+    if isinstance(value, dict):
+        return {k: without_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_paths(v) for v in value]
+    if isinstance(value, str) and _PATH.match(value.strip()):
+        return split_name(value) or value
+    return value
 
 
 @dataclass
@@ -89,7 +114,7 @@ def test_summary(card: ModelCard) -> TestSummary | None:
     thresholds = test.get("thresholds") if isinstance(test.get("thresholds"), dict) else {}
     return TestSummary(
         test_set=test.get("test_set") or card.test_set, part=test.get("part"),
-        split=test.get("split"), n_images=test.get("n_images"), n_patients=test.get("n_patients"),
+        split=split_name(test.get("split")), n_images=test.get("n_images"), n_patients=test.get("n_patients"),
         threshold_method=thresholds.get("method"), outputs=rows,
         macro=metric_cells(metrics.get("macro") or {}), extra=extra,
         overlap_warning=_overlap_warning(test.get("overlap"), test.get("n_images")))

@@ -14,7 +14,7 @@ from app.api import report_response, serve_upload
 from app.cards import metric_rows, short_card
 from app.compare_report import load_report
 from app.forms import AUTO, UploadForm, metadata_values, report_form, repost_fields
-from app.metrics_view import test_summary
+from app.metrics_view import test_summary, without_paths
 from app.report import is_dicom
 from app.uploads import ALLOWED_EXTENSIONS, check_type
 from training.explain import colour_scale, png_data_uri
@@ -98,11 +98,12 @@ def model_card(name: str):
     return render_template("model.html", model=model, card=card, short=short_card(card),
                            test=test_summary(card),
                            validation=metric_rows(card.validation_metrics),
-                           training=json.dumps(card.training, indent=2, default=str))
+                           training=json.dumps(without_paths(card.training), indent=2, default=str))
 
 
 @bp.get("/compare")
 def compare():
     folder = current_app.config["COMPARE_DIR"]
-    return render_template("compare.html", report=load_report(folder), folder=folder,
-                           models=state.bank())
+    report = load_report(folder)
+    shown = without_paths(report.summary) if report is not None else None
+    return render_template("compare.html", report=report, summary=shown, models=state.bank())

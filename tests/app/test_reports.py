@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +48,7 @@ def test_compare_page_renders_compare_models_report(make_app, evaluated):
     assert rv.status_code == 200
     assert "internal" in page and f">{summary['n_images']}<" in page and f">{summary['n_patients']}<" in page
     assert evaluated["sha"][:12] in page and "split.csv" in page
+    assert str(evaluated["compare"].parent) not in page  # the split's name, not the server's folders
     for label in ("AUC", "Sensitivity", "Specificity", "PPV", "F1", "Time per epoch", "Latency"):
         assert f"<th>{label}" in page, label
     row = next(r for r in summary["models"] if r["model"] == "good")
@@ -101,7 +103,8 @@ def test_result_and_card_pages_show_evaluated_metrics_with_ci(make_app, bank, ev
 
     card = read_card(evaluated["good"])
     test = card["metrics"]["test"]
-    other, m = _bank_with({"metrics": card["metrics"], "test_set": card["test_set"]}, bank)
+    other, m = _bank_with({"metrics": card["metrics"], "test_set": card["test_set"],
+                           "training": card["training"]}, bank)
     client = make_app(MODEL_BANK=other).test_client()
     auc = test["metrics"]["per_output"]["Pneumonia"]["roc_auc"]
     spec = test["metrics"]["per_output"]["Normal"]["specificity"]
@@ -125,6 +128,10 @@ def test_result_and_card_pages_show_evaluated_metrics_with_ci(make_app, bank, ev
     assert api["per_output"]["Pneumonia"]["roc_auc"] == {"value": auc["value"], "low": auc["low"],
                                                          "high": auc["high"]}
     assert api["n_patients"] == test["n_patients"] and body["models"][0]["card"]["test_metrics"] == {}
+    # The split by its name and hash: never the server's own path (evaluate records the path).
+    folder = str(Path(test["split"]).parent)
+    assert folder.startswith("/") and all(folder not in text for text in (result, page, json.dumps(body)))
+    assert body["models"][0]["test"]["split"] == "patient-disjoint split (split.csv)"
 
 
 def test_overlap_warning_is_shown(make_app, bank, evaluated):
