@@ -99,9 +99,6 @@ class ServedModel:
     def outputs(self) -> list[str]:
         return list(self.card.outputs)
 
-    def threshold(self, output: str) -> float | None:
-        return self.card.threshold(output)
-
     def calibrate(self, probs: np.ndarray) -> np.ndarray:
         """Calibrated probabilities of one image (C,); unchanged when the card has no calibration."""
         if self.calibration is None:

@@ -25,7 +25,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from training.evaluation.decision import decide, single_label_classes  # noqa: F401 (re-exported)
+from training.evaluation.decision import decide
 
 #: Scalar metrics of one binary output (all get bootstrap CIs).
 METRIC_NAMES: tuple[str, ...] = (

@@ -113,7 +113,8 @@ def test_negative_class_view():
 
 
 def test_two_class_softmax_uses_the_positive_class_threshold():
-    from training.evaluation.metrics import multiclass_metrics, single_label_classes
+    from training.evaluation.decision import single_label_classes
+    from training.evaluation.metrics import multiclass_metrics
 
     names = ["Normal", "Pneumonia"]
     P = np.array([[0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
