@@ -41,6 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tests.helpers import fuzz  # noqa: E402
 from tests.helpers.fuzz_seeds import SUFFIX, Seed, all_seeds  # noqa: E402
+from tests.helpers.proc_memory import status_kb  # noqa: E402
 
 
 def machine() -> dict[str, Any]:
@@ -51,10 +52,10 @@ def machine() -> dict[str, Any]:
 
 def rss_mib() -> float:
     """Resident memory now (ru_maxrss is no use here: the probe resets the high-water mark per case)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        return status_kb("VmRSS") / 1024
+    except (OSError, KeyError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def api_app(max_pixels: int, workdir: Path):

@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.helpers.proc_memory import reset_peak, status_kb  # noqa: E402  (after the path)
+
 TARGET = {"ms": 100.0, "mb": 50.0}
 
 
@@ -71,21 +73,14 @@ def worker_pid(parent: int) -> int:
     return int(children[0])
 
 
-def status_kb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
-
-
 def measure(url: str, pid: int, data: bytes, name: str, repeats: int) -> dict:
     times, added = [], []
     for _ in range(repeats):
-        Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := current RSS
-        before = status_kb(pid, "VmRSS")
+        reset_peak(pid)  # VmHWM := current RSS
+        before = status_kb("VmRSS", pid)
         status, seconds = post(url, data, name)
         times.append(seconds * 1000)
-        added.append((status_kb(pid, "VmHWM") - before) / 1024)
+        added.append((status_kb("VmHWM", pid) - before) / 1024)
     return {"status": status, "bytes": len(data), "ms": round(statistics.median(times), 1),
             "added_mb": round(statistics.median(added), 1)}
 

@@ -33,6 +33,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.helpers.proc_memory import reset_peak, status_kb  # noqa: E402  (after the path)
+
 TARGET_BOMB = {"ms": 100.0, "mb": 50.0}
 SMALL = 512  # side of the warm-up images
 
@@ -84,22 +86,6 @@ CASES = ("png_rgb", "png_1bit", "png_16bit", "jpeg_rgb", "dicom_16bit", "rle_bom
 
 # ------------------------------------------------------------------ the measured process
 
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS, where allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 def child(file: Path, name: str, warmup: Path, max_pixels: int | None) -> dict[str, Any]:
     """One upload through the decode path, after a warm-up: the added peak RSS and the time."""
     import gc
@@ -122,12 +108,12 @@ def child(file: Path, name: str, warmup: Path, max_pixels: int | None) -> dict[s
     request(warmup.read_bytes())
     data = file.read_bytes()
     gc.collect()
-    hwm_reset = _reset_peak()
-    rss_before, maxrss_before = _status_kb("VmRSS"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    hwm_reset = reset_peak()
+    rss_before, maxrss_before = status_kb("VmRSS"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     outcome = request(data)
     seconds = time.perf_counter() - start
-    added_kb = (_status_kb("VmHWM") - rss_before if hwm_reset
+    added_kb = (status_kb("VmHWM") - rss_before if hwm_reset
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - maxrss_before)
     return {"outcome": outcome, "ms": round(seconds * 1000, 2), "added_mb": round(added_kb / 1024, 1),
             "method": "VmHWM after clear_refs - VmRSS before" if hwm_reset else "ru_maxrss delta"}
@@ -251,9 +237,9 @@ def main() -> None:
     print(table(result))
     print(json.dumps(result["checks"]))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
+        from training.io import write_json
+
+        print(f"wrote {write_json(args.json, result)}")
 
 
 if __name__ == "__main__":

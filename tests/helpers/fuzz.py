@@ -19,10 +19,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from pathlib import Path
 
 from tests.helpers.fuzz_seeds import FORMATS, Seed
 from tests.helpers.mutate import Mutant, mutate
+from tests.helpers.proc_memory import reset_peak, status_kb
 
 
 class Outcome(str, Enum):
@@ -85,19 +85,19 @@ class PeakMemory:
     def __enter__(self) -> "PeakMemory":
         self._limits = resource.getrlimit(resource.RLIMIT_DATA) if self.rss else None
         if self._limits is not None:
-            soft = _status_kb("VmData") * 1024 + self.guard
+            soft = status_kb("VmData") * 1024 + self.guard
             if self._limits[1] == resource.RLIM_INFINITY or soft < self._limits[1]:
                 resource.setrlimit(resource.RLIMIT_DATA, (soft, self._limits[1]))
         if self.rss:
-            Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS
-            self._start = _status_kb("VmRSS") * 1024
+            reset_peak()  # peak RSS := current RSS
+            self._start = status_kb("VmRSS") * 1024
         else:
             tracemalloc.reset_peak()
             self._start = tracemalloc.get_traced_memory()[0]
         return self
 
     def __exit__(self, *exc) -> None:
-        peak = _status_kb("VmHWM") * 1024 if self.rss else tracemalloc.get_traced_memory()[1]
+        peak = status_kb("VmHWM") * 1024 if self.rss else tracemalloc.get_traced_memory()[1]
         if self._limits is not None:
             resource.setrlimit(resource.RLIMIT_DATA, self._limits)
         self.added = max(0, peak - self._start)
@@ -122,18 +122,10 @@ def hit_guard(exc: BaseException | None) -> bool:
     return False
 
 
-def _status_kb(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
-
-
 def _can_reset_hwm() -> bool:
     try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return _status_kb("VmHWM") > 0
-    except (OSError, KeyError):
+        return reset_peak() and status_kb("VmHWM") > 0
+    except KeyError:
         return False
 
 
