@@ -22,7 +22,8 @@ from training import preprocess as pp
 from training.errors import ModelCardError
 from training.evaluation.calibration import Calibration
 from training.evaluation.decision import decide, decision_thresholds
-from training.explain import cam_problem, display_overlay, explainer, jpeg_data_uri
+from app.imaging import display_overlay, jpeg_data_uri
+from training.explain import cam_problem, explainer
 from training.gate.assess import assess
 from training.gate.checks import inspect
 from training.gate.ood import OODGate, load_gate
@@ -304,7 +305,7 @@ def metadata_vector(features: list[str], metadata: dict[str, float | None],
     A card with a ``metadata_encoder`` (training.clinical) gets that encoder's vector instead.
     """
     if encoder:
-        from training.clinical.features import ClinicalEncoder  # clinical fusion models only
+        from training.clinical.encoder import ClinicalEncoder  # clinical fusion models only
 
         return ClinicalEncoder.from_dict(encoder).encode_records([metadata])
     def encode(value: Any) -> float:

@@ -17,7 +17,7 @@ from app.forms import AUTO, UploadForm, metadata_values, report_form, repost_fie
 from app.metrics_view import test_summary, without_paths
 from app.report import is_dicom
 from app.uploads import ALLOWED_EXTENSIONS, check_type
-from training.explain import colour_scale, png_data_uri
+from app.imaging import colour_scale, png_data_uri
 
 bp = Blueprint("views", __name__)
 log = logging.getLogger(__name__)

@@ -224,7 +224,7 @@ class FitGate(Command):
     batch_size: int = opt(32, "images per batch")
 
     def run(self) -> int:
-        from training.engine.gate import refit_gate  # only what this command runs
+        from training.gate.fit import refit_gate  # only what this command runs
 
         entry = refit_gate(self.model, data=self.data or None, batch_size=self.batch_size)
         save_resolved(self, self.model, "fit-gate.config.yaml")

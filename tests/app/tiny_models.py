@@ -34,7 +34,7 @@ THRESHOLDS = {
 def trust_parts(model: keras.Model, kind: str, outputs: list[str], prep: dict, folder: Path) -> dict:
     """Card entries ``gate`` (fitted on chest-like images, written beside) and ``calibration``."""
     from tests.helpers.images import chest_like
-    from training.engine.gate import fit_model_gate
+    from training.gate.fit import fit_model_gate
     from training.evaluation.calibration import fit_calibration
     from training.gate.ood import save_gate
     from training.preprocess import PreprocessConfig, preprocess

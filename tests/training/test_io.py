@@ -134,7 +134,7 @@ def test_saved_model_folder_split_cache_and_reports_get_the_umask_mode(tmp_path,
     from training.data.cache import ImageCache
     from training.data.splits import save_split
     from training.engine.callbacks import BestOnValidation
-    from training.engine.features import cached_features
+    from training.engine.feature_cache import cached_features
     from training.evaluation.evaluate import write_json as write_report
     from training.models.card import load_model, save_model, update_card
 

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from training.audits.common import ci_text, patient_groups, write_check
-from training.audits.features import original_size
+from training.audits.probe_features import original_size
 from training.errors import CXRError, DataError
 from training.data.formats import load_dataset
 from training.evaluation.bootstrap import bootstrap_ci, paired_bootstrap

@@ -21,7 +21,7 @@ Probe features: the pooled features of a frozen backbone (:func:`training.models
 still encodes texture and intensity statistics), plus, by default when ``weights=None``,
 cheap image statistics that capture acquisition differences (:func:`image_statistics`).
 """
-from training.audits.features import (BORDER, FEATURE_SETS, HIST_BINS, backbone_features,  # noqa: F401
+from training.audits.probe_features import (BORDER, FEATURE_SETS, HIST_BINS, backbone_features,  # noqa: F401
                                       ProbeTrainer, feature_sets, fit_probe, image_statistics, intensity_histogram,
                                       original_size, probe_features)
 from training.audits.lungs import (BOXES_FILE, MASKS_DIR, apply_mask, boxes_mask,  # noqa: F401

@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from training.audits.common import ci_text, load_data, patient_groups, scored, write_check
-from training.audits.features import ProbeTrainer, feature_sets, fit_probe, probe_features
+from training.audits.probe_features import ProbeTrainer, feature_sets, fit_probe, probe_features
 from training.errors import CXRError, DataError
 from training.data.dataset import CXRDataset
 from training.data.splits import load_split, make_split

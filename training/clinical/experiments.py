@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from training.clinical import features as F
+from training.clinical import encoder as F
 from training.clinical import prognosis as P
 from training.clinical import severity as S
 from training.config import opt
@@ -28,7 +28,7 @@ from training.data.formats import load_dataset
 from training.data.splits import make_split, save_split, split_hash
 from training.data.tasks import get_task
 from training.engine.data import class_balance_weights
-from training.engine.features import compute_features
+from training.engine.feature_cache import compute_features
 from training.evaluation.bootstrap import bootstrap_ci
 from training.evaluation.bootstrap import paired_bootstrap
 from training.models.build import build_model, split_feature_head

@@ -2,7 +2,7 @@
 
 ``image`` (uint8-valued ``(B, S, S, 3)``) → the :func:`training.models.build.build_model`
 backbone up to its ``features`` GAP output; ``metadata`` (the
-:class:`~training.clinical.features.ClinicalEncoder` vector) → a small MLP; both are
+:class:`~training.clinical.encoder.ClinicalEncoder` vector) → a small MLP; both are
 concatenated → dropout → dense head. With a frozen backbone the fast path trains only the
 fusion head on cached image features (:func:`fusion_head` shares the layers, so the full
 model is trained too), exactly like :func:`training.models.build.split_feature_head`.

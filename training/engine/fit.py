@@ -34,7 +34,7 @@ import keras
 from training import io
 from training.config import TrainConfig, dump_config
 from training.engine import batchnorm
-from training.engine import features as feats
+from training.engine import feature_cache as feats
 from training.engine.augment import build_augmentation, with_augmentation
 from training.engine.callbacks import BestOnValidation, build_callbacks
 from training.engine.data import ArrayBatches, class_balance_weights, keras_input
@@ -42,7 +42,7 @@ from training.engine.device import gpus_visible
 from training.engine.loop import fit_batches, loss_for
 from training.engine.prepare import Prepared, load_data, prepare, resolve_split
 from training.engine.distribute import Distribution, make_distribution, worker_out
-from training.engine.gate import fit_model_gate
+from training.gate.fit import fit_model_gate
 from training.engine.schedule import PerUpdate, warmup_cosine
 from training.models.build import unfreeze_backbone
 from training.models.card import ModelCard

@@ -12,7 +12,7 @@ from PIL import Image
 from training.errors import CXRError
 from tests.training.audits.conftest import cxr_image
 from training.audits import lungs as S
-from training.audits.features import original_size
+from training.audits.probe_features import original_size
 
 
 def test_apply_mask_zeroes_outside_and_keeps_inside():

@@ -12,7 +12,7 @@ from PIL import Image
 from tests.training.audits.conftest import cxr_image
 from training.errors import CXRError, DataError
 from training.audits import source as S
-from training.audits.features import HIST_BINS
+from training.audits.probe_features import HIST_BINS
 
 
 def write_source(root: Path, name: str, gamma: float, n_patients: int = 30, seed: int = 0) -> Path:

@@ -8,7 +8,7 @@ from training.preprocess import decode_image
 import pandas as pd
 import pytest
 
-from training.clinical.features import ClinicalEncoder
+from training.clinical.encoder import ClinicalEncoder
 from training.clinical.fusion import (METADATA_NAME, build_fusion_model,
                                       fit_head, fusion_parts)
 from tests.helpers.images import write_xray

@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers.images import stripes_folder
 from training.config import TrainConfig
-from training.engine import features as feats
+from training.engine import feature_cache as feats
 from training.engine.fit import train, train_all
 from training.models.build import split_feature_head
 from training.models.card import load_model

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from training.config import config_keys, load_config
-from training.engine.features import compute_features
+from training.engine.feature_cache import compute_features
 from training.engine.prepare import prepare
 from training.gate.ood import OODGate, fit_gate, save_gate
 from training.gate.verdict import REFUSE_ALPHA

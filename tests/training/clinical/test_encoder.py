@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.clinical.features import ClinicalEncoder, available_fields, card_metadata_vector
+from training.clinical.encoder import ClinicalEncoder, available_fields, card_metadata_vector
 from training.errors import DataError
 
 TRAIN = pd.DataFrame({"age": [20.0, 40.0, np.nan, 60.0], "temperature": [37.0, 38.0, 39.0, 40.0],

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import keras
 
-from training.engine import features as feats
+from training.engine import feature_cache as feats
 
 
 @pytest.mark.parametrize("mode,augment,setting,expected", [

@@ -9,7 +9,7 @@ import numpy as np
 
 from training.errors import CXRError
 from training.data.cache import ImageCache, default_cache_dir
-from training.engine.features import compute_features
+from training.engine.feature_cache import compute_features
 from training.models.build import build_model, split_feature_head
 from training.preprocess import PreprocessConfig
 

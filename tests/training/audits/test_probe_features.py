@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from training.errors import CXRError
-from training.audits import features as S
+from training.audits import probe_features as S
 
 
 def test_unknown_feature_set_is_rejected():
