@@ -3,71 +3,40 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from app.metrics_view import split_name, summary_json, test_summary
+from app.metrics_view import summary_json, test_summary
 
-if TYPE_CHECKING:  # a type only: this module stays free of Keras
+if TYPE_CHECKING:  # types only: this module stays free of Keras
+    from training.evaluation.records import MetricSet
     from training.models.card import ModelCard
 
 #: Card keys too bulky or too internal for the API's model list.
 BULKY_KEYS = ("training",)
 #: Lists longer than this (curves, per-sample values) are left out of the API.
 MAX_LIST = 50
-_CI_KEYS = (("ci_low", "ci_high"), ("low", "high"), ("lower", "upper"))
 
 
-def _total(counts: Any) -> Any:
-    """``{"Normal": 3, "Pneumonia": 5}`` -> 8; a number stays as it is."""
-    if isinstance(counts, dict):
-        return sum(v for v in counts.values() if isinstance(v, (int, float)))
-    return counts
-
-
-def format_metric(value: Any) -> str:
-    """A number, or ``{"value"|"estimate", ci}`` as "0.910 (95% CI 0.880–0.940)"."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-    if isinstance(value, dict):
-        point = next((value[k] for k in ("value", "estimate", "point", "mean") if k in value), None)
-        ci = value.get("ci")
-        if ci is None:
-            ci = next(([value[a], value[b]] for a, b in _CI_KEYS if a in value and b in value), None)
-        if isinstance(point, (int, float)):
-            text = f"{point:.3f}"
-            if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
-                level = value.get("level", 0.95)
-                text += f" ({level:.0%} CI {ci[0]:.3f}–{ci[1]:.3f})"
-            return text
-    return str(value)
-
-
-def metric_rows(metrics: Any, prefix: str = "", limit: int = 40) -> list[tuple[str, str]]:
-    """Flatten nested metrics into (name, formatted value) rows, lists left out."""
-    rows: list[tuple[str, str]] = []
-    if not isinstance(metrics, dict):
-        return rows
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and format_metric(value) == str(value):
-            rows.extend(metric_rows(value, name + " · ", limit))
-        elif not isinstance(value, (list, tuple)):
-            rows.append((name, format_metric(value)))
+def validation_rows(metrics: MetricSet | None, limit: int = 40) -> list[tuple[str, str]]:
+    """The validation metrics as (name, value) rows: overall numbers, macro, then per output."""
+    if metrics is None:
+        return []
+    rows = [(k, str(e)) for k, e in metrics.values.items()]
+    rows += [(f"macro · {k}", str(e)) for k, e in metrics.macro.items()]
+    for name, m in metrics.per_output.items():
+        rows += [(f"{name} · {k}", str(e)) for k, e in m.values.items()]
     return rows[:limit]
 
 
 def initialisation(card: ModelCard) -> str:
     """Where the model's backbone weights started, in one line (cards before it: from transfer)."""
-    init = card.initialisation
-    if isinstance(init, dict) and init.get("summary"):
-        return str(init["summary"])
-    weights = card.transfer.get("weights")
+    if card.initialisation is not None:
+        return card.initialisation.summary
+    weights = card.transfer.weights
     return f"from {weights} weights" if weights else "none: random initialisation (trained from scratch)"
 
 
 def short_card(card: ModelCard) -> dict[str, Any]:
     """What a clinician needs beside a prediction: data, split, test metrics or their absence."""
-    data, split, test = card.data, card.split, card.test_metrics
-    summary = test_summary(card)
-    sha = split.get("sha256") or ""
+    data, split = card.data, card.split
     return {
         "name": card.name,
         "architecture": card.architecture,
@@ -76,17 +45,16 @@ def short_card(card: ModelCard) -> dict[str, Any]:
         "input_size": card.input_size,
         "initialisation": initialisation(card),
         "outputs": list(card.outputs),
-        "data_sources": list(data.get("sources") or []),
-        "data_counts": {part: _total(c) for part, c in (data.get("counts") or {}).items()},
-        "split_file": split_name(split.get("file")),
-        "split_sha256_prefix": sha[:12] or None,
-        "split_counts": split.get("counts") or {},
+        "data_sources": list(data.sources),
+        "data_counts": {part: sum(c.values()) for part, c in data.counts.items()},
+        "split_file": split.name,
+        "split_sha256_prefix": (split.sha256 or "")[:12] or None,
+        "split_counts": dict(split.counts),
         "test_set": card.test_set,
-        "evaluated": bool(test) and card.test_set is not None,
-        # evaluate's structure as {output: {metric: {value, low, high}}}; else a flat fallback
-        "test": summary_json(summary),
-        "test_metrics": {} if summary else dict(metric_rows(test)),
-        "threshold_method": card.threshold_method,
+        "evaluated": card.test_evaluation is not None,
+        # {output: {metric: {value, low, high}}}; None before any evaluation
+        "test": summary_json(test_summary(card)),
+        "threshold_method": card.thresholds.describe() if card.thresholds else None,
         "created": card.created,
     }
 

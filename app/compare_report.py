@@ -3,9 +3,9 @@
 ``training.evaluation.compare.compare_models`` writes ``compare.json`` with the test set
 (``split``, ``part``, ``test_set``, ``n_images``, ``n_patients``, ``n_boot``), the ``best``
 model, ``paired`` bootstrap tests of the macro AUC against it, the ``figures`` and one
-``models`` row per model whose metric columns are ``"<output>: <metric>"`` plus
-``" low"`` / ``" high"``. :func:`load_report` turns that into :class:`CompareView`;
-a report without that structure is still shown as a plain table.
+``models`` row per model whose ``estimates`` are objects, ``{output | "macro" | "overall":
+{metric: {"value", "low", "high"}}}``. :func:`load_report` turns that into
+:class:`CompareView`; a report without that structure is still shown as a plain table.
 """
 from __future__ import annotations
 
@@ -77,19 +77,21 @@ class CompareReport:
         return list(self.table[0]) if self.table else []
 
 
+#: ``estimates`` sections that are not outputs
+SUMMARY_SECTIONS = ("macro", "overall")
+
+
 def _outputs(rows: list[dict[str, Any]], details: Any) -> list[str]:
-    """The compared outputs: from the metric details, else from the ``"<output>: "`` columns."""
+    """The compared outputs: from the metric details, else the first model's estimates."""
     if isinstance(details, dict):
         for d in details.values():
             if isinstance(d, dict) and d.get("outputs"):
                 return [str(o) for o in d["outputs"]]
-    names = [c.split(": ", 1)[0] for c in rows[0] if ": " in c and not c.endswith((" low", " high"))]
-    return [n for n in dict.fromkeys(names) if n != "macro"]
+    return [str(o) for o in rows[0]["estimates"] if o not in SUMMARY_SECTIONS]
 
 
-def _estimate(row: dict[str, Any], column: str) -> Estimate:
-    return Estimate.of({"value": row.get(column), "low": row.get(f"{column} low"),
-                        "high": row.get(f"{column} high")})
+def _estimate(row: dict[str, Any], section: str, metric: str) -> Estimate:
+    return Estimate.of((row["estimates"].get(section) or {}).get(metric))
 
 
 def _column(row: dict[str, Any], outputs: list[str], best: Any, paired: dict) -> ModelColumn:
@@ -100,8 +102,8 @@ def _column(row: dict[str, Any], outputs: list[str], best: Any, paired: dict) ->
         params_total=row.get("params_total"), params_trainable=row.get("params_trainable"),
         seconds_per_epoch=row.get("seconds_per_epoch"), latency_ms=row.get("latency_ms"),
         threshold_method=row.get("threshold_method"),
-        macro_auc=_estimate(row, "macro: roc_auc"),
-        per_output={o: [_estimate(row, f"{o}: {key}") for key, _ in METRICS] for o in outputs},
+        macro_auc=_estimate(row, "macro", "roc_auc"),
+        per_output={o: [_estimate(row, o, key) for key, _ in METRICS] for o in outputs},
         is_best=name == best,
         vs_best=Estimate.of({"value": test.get("diff"), "low": test.get("low"),
                              "high": test.get("high")}) if test else None,
@@ -121,7 +123,8 @@ def compare_view(summary: Any) -> CompareView | None:
     if not isinstance(summary, dict):
         return None
     rows = summary.get("models")
-    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and "model" in r for r in rows):
+    if not isinstance(rows, list) or not rows or not all(
+            isinstance(r, dict) and "model" in r and isinstance(r.get("estimates"), dict) for r in rows):
         return None
     outputs = _outputs(rows, summary.get("details"))
     paired = summary.get("paired") if isinstance(summary.get("paired"), dict) else {}

@@ -1,13 +1,8 @@
-"""Display-ready test metrics with 95 % CIs, read from the structures the evaluation writes.
+"""Display-ready test metrics with 95 % CIs, read from the card's typed test evaluation.
 
-``training.evaluation.evaluate`` stores in ``card["metrics"]["test"]``::
-
-    {"test_set", "split", "part", "n_images", "n_patients", "thresholds": {"method", ...},
-     "overlap": {...}, "metrics": {"kind", "outputs", "per_output": {name: {"n_pos", "n_neg",
-     "threshold", metric: {"value", "low", "high", "n_used"}}}, "macro": {metric: {...}}, ...}}
-
-Anything else (a hand-edited card) is not guessed at: :func:`test_summary` returns None and
-the pages fall back to a flat list.
+``training.evaluation.evaluate`` writes ``card.metrics.test``, a
+:class:`training.evaluation.records.TestEvaluation` (validated when the card is read);
+:func:`test_summary` turns it into rows in :data:`METRICS` order.
 """
 from __future__ import annotations
 
@@ -16,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
-from training.evaluation.estimate import CI_LEVEL, Estimate, finite_number  # noqa: F401  (CI_LEVEL: compare_report)
+from training.evaluation.estimate import CI_LEVEL, Estimate  # noqa: F401  (CI_LEVEL: compare_report)
+from training.evaluation.records import MetricSet, OutputMetrics
 
 if TYPE_CHECKING:  # a type only: this module stays free of Keras
     from training.models.card import ModelCard
@@ -75,20 +71,20 @@ class TestSummary:
     macro: list[Estimate]
     extra: list[tuple[str, Estimate]] = field(default_factory=list)   # accuracy etc. (single-label)
     overlap_warning: str | None = None
+    split_sha256: str | None = None
 
     @property
     def labels(self) -> list[str]:
         return [label for _, label in METRICS]
 
 
-def metric_cells(section: dict[str, Any]) -> list[Estimate]:
-    """The :data:`METRICS` of one per-output (or macro) dict, in display order."""
-    return [Estimate.of(section.get(key)) for key, _ in METRICS]
+def metric_cells(section: OutputMetrics | dict[str, Estimate]) -> list[Estimate]:
+    """The :data:`METRICS` of one output (or the macro estimates), in display order."""
+    values = section.values if isinstance(section, OutputMetrics) else section
+    return [values.get(key, Estimate(None)) for key, _ in METRICS]
 
 
-def _overlap_warning(overlap: Any, n_images: Any) -> str | None:
-    if not isinstance(overlap, dict):
-        return None
+def _overlap_warning(overlap: dict[str, Any], n_images: int | None) -> str | None:
     if overlap.get("checked") is False:
         return "The test images could not be checked against the training images."
     if overlap.get("n_images"):
@@ -97,27 +93,27 @@ def _overlap_warning(overlap: Any, n_images: Any) -> str | None:
     return None
 
 
+def _rows(metrics: MetricSet, outputs: list[str]) -> list[OutputRow]:
+    per_output = metrics.per_output
+    order = [o for o in metrics.outputs or outputs if o in per_output] or list(per_output)
+    return [OutputRow(name, metric_cells(m), m.n_pos, m.n_neg, m.threshold)
+            for name in order for m in [per_output[name]]]
+
+
 def test_summary(card: ModelCard) -> TestSummary | None:
-    """The card's test evaluation in display form; None if absent or not evaluate's structure."""
-    test = card.test_metrics
-    if not isinstance(test, dict) or not isinstance(test.get("metrics"), dict):
+    """The card's test evaluation in display form; None before any evaluation."""
+    test = card.test_evaluation
+    if test is None or not test.metrics.per_output:
         return None
-    metrics = test["metrics"]
-    per_output = metrics.get("per_output")
-    if not isinstance(per_output, dict) or not per_output:
-        return None
-    order = [o for o in metrics.get("outputs") or card.outputs or [] if o in per_output]
-    rows = [OutputRow(name, metric_cells(d), d.get("n_pos"), d.get("n_neg"), finite_number(d.get("threshold")))
-            for name in order or list(per_output) for d in [per_output[name]] if isinstance(d, dict)]
-    extra = [(label, Estimate.of(metrics[key])) for key, label in
-             (("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy")) if key in metrics]
-    thresholds = test.get("thresholds") if isinstance(test.get("thresholds"), dict) else {}
+    metrics = test.metrics
+    extra = [(label, metrics.values[key]) for key, label in
+             (("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy")) if key in metrics.values]
     return TestSummary(
-        test_set=test.get("test_set") or card.test_set, part=test.get("part"),
-        split=split_name(test.get("split")), n_images=test.get("n_images"), n_patients=test.get("n_patients"),
-        threshold_method=thresholds.get("method"), outputs=rows,
-        macro=metric_cells(metrics.get("macro") or {}), extra=extra,
-        overlap_warning=_overlap_warning(test.get("overlap"), test.get("n_images")))
+        test_set=test.test_set, part=test.part, split=split_name(test.split),
+        n_images=test.n_images, n_patients=test.n_patients,
+        threshold_method=test.threshold_method, outputs=_rows(metrics, list(card.outputs)),
+        macro=metric_cells(metrics.macro), extra=extra,
+        overlap_warning=_overlap_warning(test.overlap, test.n_images), split_sha256=test.split_sha256)
 
 
 def summary_json(summary: TestSummary | None) -> dict[str, Any] | None:
@@ -131,4 +127,5 @@ def summary_json(summary: TestSummary | None) -> dict[str, Any] | None:
     return {"test_set": summary.test_set, "part": summary.part, "n_images": summary.n_images,
             "n_patients": summary.n_patients, "threshold_method": summary.threshold_method,
             "ci": CI_LEVEL, "per_output": {r.name: cells(r.cells) for r in summary.outputs},
-            "macro": cells(summary.macro), "overlap_warning": summary.overlap_warning}
+            "macro": cells(summary.macro), "overlap_warning": summary.overlap_warning,
+            "split_sha256": summary.split_sha256}

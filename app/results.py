@@ -63,9 +63,11 @@ def agreement(models: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for name, rows in table.items():
         probs = [o["probability"] for o in rows]
         positive = sum(bool(o["positive"]) for o in rows)
-        out[name] = {"n_models": len(rows), "n_positive": positive,
+        # a model without a decision on this output (no estimable threshold) neither agrees nor disagrees
+        decided = sum(o["positive"] is not None for o in rows)
+        out[name] = {"n_models": len(rows), "n_decided": decided, "n_positive": positive,
                      "min": min(probs), "max": max(probs), "spread": max(probs) - min(probs),
-                     "disagree": 0 < positive < len(rows)}
+                     "disagree": 0 < positive < decided}
     return out
 
 
@@ -95,7 +97,7 @@ def _model_json(result: Any, served: Any) -> dict[str, Any]:
              "model_sha256": card.model_sha256,
              "cxrlab_version": (card.versions or {}).get("cxrlab", __version__),
              "created": card.created,
-             "calibration": (card.calibration or {}).get("method", "none"),
+             "calibration": card.calibration.method if card.calibration else "none",
              "card": short_card(card), "test": model_test(card, summary), "outputs": outputs,
              "seconds": round(result.seconds, 4)}
     if result.heatmaps:

@@ -11,7 +11,7 @@ from werkzeug.exceptions import BadRequest
 
 from app import state
 from app.api import report_response, serve_upload
-from app.cards import metric_rows, short_card
+from app.cards import short_card, validation_rows
 from app.compare_report import load_report
 from app.forms import AUTO, UploadForm, metadata_values, report_form, repost_fields
 from app.metrics_view import test_summary, without_paths
@@ -97,8 +97,8 @@ def model_card(name: str):
     card = model.card
     return render_template("model.html", model=model, card=card, short=short_card(card),
                            test=test_summary(card),
-                           validation=metric_rows(card.validation_metrics),
-                           training=json.dumps(without_paths(card.training), indent=2, default=str))
+                           validation=validation_rows(card.validation_metrics),
+                           training=json.dumps(without_paths(card.training.to_json()), indent=2, default=str))
 
 
 @bp.get("/compare")

@@ -53,7 +53,7 @@ def make_models(root: str | os.PathLike, archs: tuple[str, ...] | None = None) -
                               "clahe": False, "clahe_clip": 0.01, "channels": 3},
             "gradcam_layer": a.gradcam_layer, "transfer": {"mode": "frozen", "weights": None},
             "thresholds": {o: 0.5 for o in OUTPUTS}, "threshold_method": "fixed (benchmark)",
-            "metrics": {"validation": {}, "test": {}}, "test_set": None,
+            "metrics": {"validation": {}, "test": {}},
         }
         save_model(model, card, root / name)
     return root
@@ -153,7 +153,7 @@ def _previous_heatmap_path(m, image: np.ndarray) -> str:
     from app.model_bank import heatmap_index
     from training.explain import gradcam
 
-    probs = m.infer(image[None].astype(np.float32))[0][0]
+    probs = m.forward(image[None])[0][0]
     cam = gradcam(m.model, image, m.card["gradcam_layer"], heatmap_index(m.outputs, probs, None))
     colour = colormaps["jet"](cam)[..., :3] * 255.0
     blended = np.clip(np.rint(0.6 * image + 0.4 * colour), 0, 255).astype(np.uint8)

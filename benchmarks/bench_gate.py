@@ -130,7 +130,7 @@ def run_one(bank, data: bytes, name: str) -> dict:
         inputs = bank.prepare(facts.decoded)
         for m in bank.models:
             if m.gate is not None:
-                scores[m.name] = bank._forward(m, inputs[m.name], {})[2]
+                scores[m.name] = float(m.forward(inputs[m.name][None])[1][0])
     verdict = checks if checks.refused else assess(facts, {m.name: (m.gate, scores[m.name])
                                                            for m in bank.models if m.name in scores},
                                                     checks)

@@ -18,9 +18,14 @@ LAYERS = [
     {"training.preprocess"},
     {"training.gate"},  # the input gate: image checks and OOD scoring (its fitting: gate.fit, below)
     {"training.data"},
-    {"training.models"},
+    # the card's pure records defined beside their writers in higher packages
+    {"training.evaluation.records", "training.evaluation.estimate", "training.clinical.records",
+     "training.evaluation.thresholds"},  # thresholds: the card's record, beside its one writer
+    {"training.models",
+     "training.clinical.encoder"},  # a card's clinical-input encoder: the runtime encodes with it
     {"training.config"},
-    {"training.evaluation"},  # the metric functions the trainer reports validation with
+    {"training.evaluation",  # the metric functions the trainer reports validation with
+     "training.runtime"},  # one saved model, loaded and used (calibration, decision, gate)
     {"training.engine", "training.explain",
      "training.gate.fit"},  # fitting a model's gate runs the engine's feature extraction
     {"training.audits", "training.clinical", "training.semi", "training.pretrain"},

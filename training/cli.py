@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from training.commands import COMMANDS  # noqa: E402
 from training.config import TrainConfig, config_keys, load_config, split_commas  # noqa: E402
 from training.errors import CXRError  # noqa: E402
-from training.flags import add_config_args, config_from_args, save_resolved  # noqa: E402
+from training.flags import add_config_args, cli_defaults, config_from_args, save_resolved  # noqa: E402
 
 log = logging.getLogger("training")
 
@@ -32,15 +32,10 @@ DESCRIPTION = ("cxrlab: train, evaluate, compare and serve chest X-ray models wi
 
 
 # ---------------------------------------------------------------- commands with library configs
-#: Command-line defaults that differ from the library's (a missing file listed in a real
-#: dataset's metadata should not stop a run: it is skipped, warned about and listed in the card).
-CLI_DEFAULTS = {"on_error": "skip"}
-
-
 def _train_config(args: argparse.Namespace):
     """The :class:`TrainConfig` of ``train``/``train-all``: defaults, ``--config``, then flags."""
     overrides = {k: getattr(args, k) for k in config_keys() if getattr(args, k, None) is not None}
-    return load_config(args.config, overrides, defaults=CLI_DEFAULTS)
+    return load_config(args.config, overrides, defaults=cli_defaults(TrainConfig))
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -13,10 +13,11 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from training.config import opt, split_commas
+from training.config import DataOptions, opt
 from training.errors import CXRError
+from training.evaluation.thresholds import MIN_PATIENTS, MIN_PATIENTS_HELP
 from training.flags import Command, save_resolved
 
 
@@ -34,36 +35,17 @@ def report_skipped(skipped: list[dict]) -> None:
 
 
 @dataclass
-class DataCommand(Command):
-    """A command that loads datasets: the loaders' options, as ``train`` has them."""
-
-    data: list[str] = opt(factory=list, help="dataset folder or CSV (repeat to combine several)",
-                          metavar="DIR", repeat=True)
-    fmt: str = opt("auto", "dataset format: auto | ieee8023 | folder | csv", flag="--format")
-    on_error: str = opt("skip", "bad rows (missing or unreadable images, unknown labels): stop "
-                        "with an error (raise) or skip them and count them in the report")
-    views: list[str] | None = opt(None, "ieee8023 views to keep, comma-separated (default PA,AP,"
-                                  "AP Supine)", metavar="V1,V2")
-    modalities: list[str] | None = opt(None, "ieee8023 modalities to keep (default X-ray)",
-                                       metavar="M1,M2")
+class DataCommand(DataOptions, Command):
+    """A command that loads datasets: the data flags of :class:`~training.config.DataOptions`."""
 
     def __post_init__(self) -> None:
-        self.data = [str(d) for d in ([self.data] if isinstance(self.data, (str, Path)) else self.data)]
-        self.views, self.modalities = split_commas(self.views), split_commas(self.modalities)
-        super().__post_init__()
-
-    def loader_options(self) -> dict[str, Any]:
-        """``fmt`` and, when given, ``views``/``modalities`` as the loaders take them."""
-        opts: dict[str, Any] = {"fmt": self.fmt}
-        for key in ("views", "modalities"):
-            if getattr(self, key):
-                opts[key] = tuple(getattr(self, key))
-        return opts
+        DataOptions.__post_init__(self)
+        Command.__post_init__(self)
 
     def load(self):
         from training.data.formats import load_datasets  # only what this command runs
 
-        ds = load_datasets(self.data, on_error=self.on_error, **self.loader_options())
+        ds = load_datasets(self.data_spec)
         report_skipped(ds.skipped)
         return ds
 
@@ -159,6 +141,7 @@ class Evaluate(DataCommand):
     threshold: str = opt("youden", "how thresholds are chosen on validation (sensitivity: with "
                          "--target-sensitivity)", choices="threshold_method")
     target_sensitivity: float | None = opt(None, "sensitivity the thresholds aim for")
+    min_threshold_patients: int = opt(MIN_PATIENTS, MIN_PATIENTS_HELP)
     n_boot: int = opt(1000, "bootstrap resamples for the CIs")
     batch_size: int = opt(32, "images per batch")
     cache_dir: str | None = opt(None, CACHE_HELP)
@@ -169,12 +152,12 @@ class Evaluate(DataCommand):
     def run(self) -> int:
         from training.evaluation.evaluate import evaluate_model  # only what this command runs
 
-        evaluate_model(self.model, self.data, split=self.split, part=self.part, out_dir=self.out,
+        evaluate_model(self.model, self.data_spec, split=self.split, part=self.part, out_dir=self.out,
                        allow_overlap=self.allow_overlap, external=self.external,
-                       threshold_method=self.threshold, n_boot=self.n_boot, on_error=self.on_error,
+                       threshold_method=self.threshold, n_boot=self.n_boot,
                        batch_size=self.batch_size, cache_dir=self.cache_dir,
                        target_sensitivity=self.target_sensitivity, calibration=self.calibration,
-                       **self.loader_options())
+                       min_patients=self.min_threshold_patients)
         save_resolved(self, self.out)
         print(f"evaluation: {Path(self.out) / 'report.html'}")
         return 0
@@ -193,16 +176,17 @@ class Calibrate(DataCommand):
     threshold: str | None = opt(None, "how thresholds are chosen on validation (default: the "
                                 "card's, else youden)", choices="threshold_method")
     target_sensitivity: float | None = opt(None, "sensitivity the thresholds aim for")
+    min_threshold_patients: int = opt(MIN_PATIENTS, MIN_PATIENTS_HELP)
     batch_size: int = opt(32, "images per batch")
     cache_dir: str | None = opt(None, CACHE_HELP)
 
     def run(self) -> int:
         from training.evaluation.recalibrate import recalibrate  # only what this command runs
 
-        cal = recalibrate(self.model, data=self.data or None, split=self.split, method=self.method,
+        cal = recalibrate(self.model, data=self.data_spec, split=self.split, method=self.method,
                           threshold_method=self.threshold, target_sensitivity=self.target_sensitivity,
-                          batch_size=self.batch_size, on_error=self.on_error, cache_dir=self.cache_dir,
-                          **self.loader_options())  # without --data: the card's data, as trained
+                          batch_size=self.batch_size, cache_dir=self.cache_dir,
+                          min_patients=self.min_threshold_patients)  # without --data: the card's data
         save_resolved(self, self.model, "calibrate.config.yaml")
         ece = cal.validation_ece.get("macro") or {}
         print(f"calibration: {cal.method} ({cal.chosen_by}); validation macro ECE "
@@ -212,26 +196,24 @@ class Calibrate(DataCommand):
 
 
 @dataclass
-class FitGate(Command):
+class FitGate(DataCommand):
     """Fit the input gate's OOD statistics of a saved model on its own split (training images;
-    thresholds on validation), update the card."""
+    thresholds on validation), update the card (without --data: the model's training data)."""
 
     NAME: ClassVar[str] = "fit-gate"
     REQUIRED: ClassVar[tuple[str, ...]] = ("model",)
     model: str | None = opt(None, "model folder")
-    data: list[str] = opt(factory=list, help="dataset folders (default: the model's training data)",
-                          metavar="DIR", repeat=True)
     batch_size: int = opt(32, "images per batch")
 
     def run(self) -> int:
         from training.gate.fit import refit_gate  # only what this command runs
 
-        entry = refit_gate(self.model, data=self.data or None, batch_size=self.batch_size)
+        entry = refit_gate(self.model, data=self.data_spec, batch_size=self.batch_size)
         save_resolved(self, self.model, "fit-gate.config.yaml")
-        fitted = entry.get("fitted_on", {})
+        fitted = entry.fitted_on
         print(f"OOD gate: {fitted.get('train_images')} training / {fitted.get('validation_images')} "
               f"validation images (the p-values' reference; 95th / 99th percentile score "
-              f"{entry['warn_threshold']:.3f} / {entry['threshold']:.3f}); card updated: "
+              f"{entry.warn_threshold:.3f} / {entry.threshold:.3f}); card updated: "
               f"{Path(self.model) / 'card.json'}")
         return 0
 
@@ -263,11 +245,11 @@ class Compare(DataCommand):
         if not models:
             raise CXRError(f"no models found in {self.models_dir}. What to do: pass --model DIR "
                            "or a --models-dir with model folders (card.json + model.keras)")
-        compare_models(models, self.data, self.split, part=self.part, out_dir=self.out,
+        compare_models(models, self.data_spec, self.split, part=self.part, out_dir=self.out,
                        n_boot=self.n_boot, allow_split_mismatch=self.allow_split_mismatch,
                        allow_overlap=self.allow_overlap, threshold_method=self.threshold,
-                       target_sensitivity=self.target_sensitivity, on_error=self.on_error,
-                       batch_size=self.batch_size, cache_dir=self.cache_dir, **self.loader_options())
+                       target_sensitivity=self.target_sensitivity,
+                       batch_size=self.batch_size, cache_dir=self.cache_dir)
         save_resolved(self, self.out)
         print(f"comparison: {Path(self.out) / 'compare.html'}")
         return 0
@@ -307,14 +289,13 @@ class Download(Command):
 
 
 @dataclass
-class Shortcuts(Command):
-    """Shortcut checks: source probe, leave-one-source-out, lungs-only vs full image."""
+class Shortcuts(DataCommand):
+    """Shortcut checks: source probe, leave-one-source-out (--data: two or more sources),
+    lungs-only vs full image."""
 
     NAME: ClassVar[str] = "shortcuts"
     REQUIRED: ClassVar[tuple[str, ...]] = ("check", "out")
     check: str | None = opt(None, "probe | loso | lungs", positional=True, choices="shortcut_check")
-    data: list[str] = opt(factory=list, help="dataset folders (probe/loso: two or more sources)",
-                          metavar="DIR", repeat=True)
     split: str | None = opt(None, "patient-level split CSV (default: a new one)")
     task: str = opt("pneumonia", "loso: single-label task")
     arch: str = opt("resnet50", "backbone of the features")
@@ -342,9 +323,10 @@ class Shortcuts(Command):
             feats = dict(split_csv=self.split, arch=self.arch, img_size=self.img_size,
                          weights=self.weights, features=self.features, cache_dir=self.cache_dir)
             if self.check == "probe":
-                result = shortcuts.source_probe(self.data, **feats, **common)
+                result = shortcuts.source_probe(self.data_spec, **feats, **common)
             else:
-                result = shortcuts.leave_one_source_out(self.data, task=self.task, **feats, **common)
+                result = shortcuts.leave_one_source_out(self.data_spec, task=self.task, **feats,
+                                                        **common)
         save_resolved(self, self.out, f"{self.check}.config.yaml")
         print(f"shortcut check '{self.check}': {self.out}")
         for line in (result.get("summary") or []) if isinstance(result, dict) else []:

@@ -9,20 +9,23 @@ from typing import Any, Callable
 import yaml
 
 from training import io
+from training.data.spec import FORMAT_CHOICES, ON_ERROR_CHOICES, DataSpec, split_commas
 from training.errors import CXRError
+from training.evaluation.thresholds import METHODS as THRESHOLD_METHODS, MIN_PATIENTS, MIN_PATIENTS_HELP
 from training.preprocess import PreprocessConfig
 
 CHOICES: dict[str, tuple[Any, ...]] = {
     "mode": ("frozen", "finetune", "scratch"),
     "optimizer": ("adamw", "adam", "sgd"),
     "balance": ("class_weight", "sampler", "none"),
-    "on_error": ("raise", "skip"),
+    "fmt": FORMAT_CHOICES,  # data.spec
+    "on_error": ON_ERROR_CHOICES,  # data.spec
     "feature_cache": ("auto", "on", "off"),
     "mixed_precision": ("auto", "on", "off"),
     "resize": ("pad", "crop"),
     "distribute": ("none", "mirrored", "multiworker", "data_parallel", "auto"),
     "jit_compile": ("auto", "on", "off"),
-    "threshold_method": ("youden", "sensitivity", "fixed"),  # evaluation.thresholds
+    "threshold_method": THRESHOLD_METHODS,  # evaluation.thresholds
     "calibration": ("auto", "platt", "isotonic", "temperature", "none"),  # evaluation.calibration
     "evaluate_calibration": ("card", "auto", "platt", "isotonic", "temperature", "none"),  # evaluate
     "shortcut_check": ("probe", "loso", "lungs"),  # audits
@@ -43,11 +46,40 @@ def opt(default: Any = None, help: str = "", factory: Callable[[], Any] | None =
     return field(default=default, metadata=meta)
 
 
-def split_commas(value: Any) -> Any:
-    """``"PA, AP"`` → ``["PA", "AP"]`` (blanks dropped); anything but a string unchanged."""
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return value
+@dataclass
+class DataOptions:
+    """The data flags of every command that loads data, declared once (fields first in each
+    config, saved under these keys); :attr:`data_spec` is what the loaders get.
+
+    ``on_error``: the library default is "raise"; the command line's is "skip"
+    (``training.flags.CLI_DEFAULTS``): a real dataset's metadata lists files it does not ship.
+    """
+
+    data: list[str] = opt(factory=list, help="dataset folder or CSV (repeat to combine several)",
+                          metavar="DIR", repeat=True)
+    fmt: str = opt("auto", "dataset format", flag="--format")
+    views: list[str] | None = opt(None, "ieee8023 views to keep, comma-separated, or 'all' "
+                                  "(default PA,AP,AP Supine)", metavar="V1,V2")
+    modalities: list[str] | None = opt(None, "ieee8023 modalities to keep, comma-separated, or "
+                                       "'all' (default X-ray)", metavar="M1,M2")
+    on_error: str = opt("raise", "bad rows (missing or unreadable images, unknown labels): stop "
+                        "(raise) or skip them and list them in the report (command line "
+                        "default: skip)")
+
+    def __post_init__(self) -> None:
+        spec = self.data_spec  # validates and normalises once
+        self.data = list(spec.data)
+        self.views = None if spec.views is None else list(spec.views)
+        self.modalities = None if spec.modalities is None else list(spec.modalities)
+
+    @property
+    def data_spec(self) -> DataSpec:
+        """The :class:`~training.data.spec.DataSpec` of these flags."""
+        try:
+            return DataSpec(self.data, self.fmt, split_commas(self.views),
+                            split_commas(self.modalities), self.on_error)
+        except TypeError as exc:
+            raise CXRError(f"config: invalid data option ({exc})") from None
 
 
 #: default peak learning rate of a head on a frozen backbone (and of fine-tuning's stage 1)
@@ -55,12 +87,9 @@ HEAD_LR = 1e-3
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DataOptions):
     """Everything one training run depends on (saved as ``config.yaml`` and in the card)."""
 
-    data: list[str] = opt(factory=list, help="dataset folder or CSV (repeat to combine several)",
-                          metavar="DIR", repeat=True)
-    fmt: str = opt("auto", "dataset format: auto | ieee8023 | folder | csv", flag="--format")
     task: str = opt("multilabel", "label set: multilabel | multilabel-within-source | covid | "
                     "pneumonia | 3class | 4class")
     split: str | None = opt(None, "saved split CSV (default: make one with --seed and save it "
@@ -89,14 +118,8 @@ class TrainConfig:
     out: str = opt("models/run", "output folder (models/NAME)")
     name: str | None = opt(None, "model name (default: the name of the output folder)")
     cache_dir: str | None = opt(None, "preprocessed-image cache (default ~/.cache/cxrlab)")
-    on_error: str = opt("raise", "bad rows (missing/unreadable images): stop, or skip them and "
-                        "list them in the card (command line default: skip)")
     patience: int = opt(5, "early stopping after this many epochs without a better validation "
                         "loss (0: off)")
-    views: list[str] | None = opt(None, "ieee8023 views to keep, comma-separated (default PA,AP,"
-                                  "AP Supine)", metavar="V1,V2")
-    modalities: list[str] | None = opt(None, "ieee8023 modalities to keep (default X-ray)",
-                                       metavar="M1,M2")
     clip_percentile: float = opt(0.5, "preprocessing: intensity percentile clipped at each end")
     resize: str = opt("pad", "preprocessing: pad to square or centre-crop")
     clahe: bool = opt(False, "preprocessing: CLAHE contrast equalisation")
@@ -109,6 +132,7 @@ class TrainConfig:
                            "training (thresholds are then chosen on the calibrated scale): auto "
                            "(softmax: temperature; sigmoids: platt or isotonic per output by "
                            "cross-validation on validation) | platt | isotonic | temperature | none")
+    min_threshold_patients: int = opt(MIN_PATIENTS, MIN_PATIENTS_HELP)  # evaluation.thresholds
     precise_bn: bool = opt(True, "after training, recompute BatchNorm statistics on the training "
                            "images (precise BN) before validation, thresholds and saving")
     jit_compile: str = opt("auto", "XLA-compile the train step (auto: on for GPUs and JAX, off "
@@ -127,13 +151,10 @@ class TrainConfig:
                                  metavar="SECONDS")
 
     def __post_init__(self) -> None:
-        if isinstance(self.data, (str, Path)):
-            self.data = [str(self.data)]
-        self.data = [str(d) for d in self.data]
+        super().__post_init__()
         self.parts = tuple(float(p) for p in self.parts)  # type: ignore[assignment]
         if isinstance(self.distribute, bool):  # older configs had distribute: true/false
             self.distribute = "mirrored" if self.distribute else "none"
-        self.views, self.modalities = split_commas(self.views), split_commas(self.modalities)
         self._check()
 
     def _check(self) -> None:

@@ -23,10 +23,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from training.audits.shortcuts import source_probe
-from training.config import TrainConfig, opt, split_commas
+from training.config import DataOptions, TrainConfig, opt, split_commas
 from training.data.download import download_ieee8023
 from training.data.formats import load_datasets
 from training.data.report import write_report
+from training.data.spec import DataSpec
 from training.data.splits import make_split, save_split
 from training.data.tasks import get_task
 from training.engine.fit import train_all
@@ -44,11 +45,9 @@ MULTI_SOURCE_TASK = "multilabel-within-source"
 
 
 @dataclass
-class DemoConfig:
-    """What the demo runs on and where it writes."""
+class DemoConfig(DataOptions):
+    """What the demo runs on (no --data: the ieee8023 collection, downloaded) and where it writes."""
 
-    data: list[str] = opt(factory=list, help="dataset folder(s) (repeat; default: download ieee8023)",
-                          metavar="DIR", repeat=True)
     out: str = opt("demo-output", "output folder")
     task: str | None = opt(None, "label set (default: multilabel for one data set, "
                            f"{MULTI_SOURCE_TASK} for several)")
@@ -60,6 +59,7 @@ class DemoConfig:
     max_images: int | None = opt(None, "cap on training images per model (quick runs)")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.archs = tuple(split_commas(self.archs))
 
 
@@ -83,7 +83,7 @@ def training_setting(cfg: DemoConfig, pretrained: bool) -> tuple[dict, str]:
     return setting, said
 
 
-def _shortcut_check(ds, data: list[str], split_path: Path, out: Path, n_boot: int) -> None:
+def _shortcut_check(ds, data: DataSpec, split_path: Path, out: Path, n_boot: int) -> None:
     """With several sources: how well the image alone tells them apart (printed, and saved)."""
     if ds.meta["source"].nunique() < 2:
         return
@@ -111,10 +111,12 @@ def run_demo(cfg: DemoConfig) -> Path:
     """Run every step; returns the output folder. Each step prints where its output is."""
     out = Path(cfg.out)
     clock = _Clock()
-    data = [str(d) for d in cfg.data] or [str(download_ieee8023())]
+    spec = cfg.data_spec if cfg.data else cfg.data_spec.replace(data=(str(download_ieee8023()),))
+    data = list(spec.data)
     # Real metadata is never perfectly in sync with its images (ieee8023 lists files it does
-    # not ship): the demo skips such rows, counts them in the report, and says so here.
-    ds = load_datasets(data, on_error="skip")
+    # not ship): on the command line (on_error skip) such rows are skipped, counted in the
+    # report, and said here.
+    ds = load_datasets(spec)
     several = ds.meta["source"].nunique() > 1
     task = cfg.task or (MULTI_SOURCE_TASK if several else "multilabel")
     print(f"[1/6]{clock()} data: {len(ds)} images, {ds.meta['patient'].nunique()} patients from {', '.join(data)}"
@@ -127,21 +129,20 @@ def run_demo(cfg: DemoConfig) -> Path:
     print(f"[2/6]{clock()} dataset report: {report}\n      patient-level split: {split_path}")
 
     print(f"[3/6]{clock()} shortcut check" + ("" if several else ": one source, nothing to check"))
-    _shortcut_check(ds, data, split_path, out, cfg.n_boot)
+    _shortcut_check(ds, spec, split_path, out, cfg.n_boot)
 
     setting, said = training_setting(cfg, imagenet_available(cfg.archs))
     print(f"[4/6]{clock()} {said}")
-    tcfg = replace(TrainConfig(), data=data, task=task, split=str(split_path), out=str(out / "models"),
-                   name=ds.name, on_error="skip", max_images=cfg.max_images, **setting)
+    tcfg = replace(TrainConfig(), **spec.to_dict(), task=task, split=str(split_path),
+                   out=str(out / "models"), name=ds.name, max_images=cfg.max_images, **setting)
     model_dirs = train_all(tcfg, archs=cfg.archs, ds=ds)
 
     print(f"[5/6]{clock()} evaluating each model on the held-back test part (internal, patient-disjoint)")
     for d in model_dirs:
-        evaluate_model(str(d), data, split=str(split_path), part="test",
-                       out_dir=str(out / "evaluation" / Path(d).name), n_boot=cfg.n_boot,
-                       on_error="skip")
+        evaluate_model(str(d), spec, split=str(split_path), part="test",
+                       out_dir=str(out / "evaluation" / Path(d).name), n_boot=cfg.n_boot)
         print(f"      {Path(d).name}: {out / 'evaluation' / Path(d).name / 'report.html'}")
-    compare_models([str(d) for d in model_dirs], data, str(split_path), part="test", on_error="skip",
+    compare_models([str(d) for d in model_dirs], spec, str(split_path), part="test",
                    out_dir=str(out / "compare"), n_boot=cfg.n_boot)
     print(f"[6/6]{clock()} four-model comparison: {out / 'compare' / 'compare.html'}")
     print(f"demo finished in {clock.total():.0f} s")

@@ -87,10 +87,23 @@ def _help(f: dataclasses.Field) -> str:
     return text
 
 
+#: Command-line defaults that differ from the library's, for every command (a file listed in
+#: a real dataset's metadata but missing should not stop a run: it is skipped, warned about
+#: and listed in the report or card).
+CLI_DEFAULTS: dict[str, Any] = {"on_error": "skip"}
+
+
+def cli_defaults(config_cls: type) -> dict[str, Any]:
+    """The :data:`CLI_DEFAULTS` that are fields of ``config_cls``."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return {k: v for k, v in CLI_DEFAULTS.items() if k in names}
+
+
 def config_from_args(config_cls: type, args: argparse.Namespace):
-    """``config_cls`` from the flags :func:`add_config_args` made (flags not given: its defaults)."""
+    """``config_cls`` from the flags :func:`add_config_args` made (flags not given: the
+    command-line defaults, then its own)."""
     given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(config_cls)}
-    return config_cls(**{k: v for k, v in given.items() if v is not None})
+    return config_cls(**{**cli_defaults(config_cls), **{k: v for k, v in given.items() if v is not None}})
 
 
 @dataclass

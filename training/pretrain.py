@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from training.config import TrainConfig, opt, split_commas
+from training.config import DataOptions, TrainConfig, opt
 from training.errors import CXRError
 from training.data.formats import load_datasets
 from training.data.content import file_digests
@@ -36,11 +36,9 @@ PRETRAIN_TASK = "multilabel-within-source"
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(DataOptions):
     """A pretraining run: the data, what to keep out, and the training budget."""
 
-    data: list[str] = opt(factory=list, help="dataset folder or CSV (repeat to combine several)",
-                          metavar="DIR", repeat=True)
     exclude: list[str] = opt(factory=list, help="split CSV whose val/test images (by path, "
                              "patient and content) are kept out of pretraining (repeatable)",
                              metavar="SPLIT", repeat=True)
@@ -53,27 +51,22 @@ class PretrainConfig:
     seed: int = opt(0, "seed")
     out: str = opt("models/cxr-pretrained", "output folder (a cxrlab model folder)")
     cache_dir: str | None = opt(None, "preprocessed-image cache (default ~/.cache/cxrlab)")
-    on_error: str = opt("skip", "bad rows: raise | skip (listed in the card)")
-    views: list[str] | None = opt(None, "ieee8023 views to keep (default PA,AP,AP Supine)",
-                                  metavar="V1,V2")
     val_fraction: float = opt(0.1, "fraction of patients held out for validation (early "
                               "stopping, the BatchNorm check)")
 
     def __post_init__(self) -> None:
-        for key in ("data", "exclude"):
-            value = getattr(self, key)
-            setattr(self, key, [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value])
-        self.views = split_commas(self.views)
+        super().__post_init__()
+        value = self.exclude
+        self.exclude = [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
         if not 0.0 < float(self.val_fraction) < 1.0:
             raise CXRError(f"pretrain: val_fraction must be in (0, 1), got {self.val_fraction}")
 
     def train_config(self) -> TrainConfig:
         """The :class:`TrainConfig` this pretraining runs (from scratch, within-source labels)."""
-        return TrainConfig(data=list(self.data), task=PRETRAIN_TASK, arch=self.arch, mode="scratch",
-                           weights=None, img_size=self.img_size, epochs=self.epochs,
+        return TrainConfig(**self.data_spec.to_dict(), task=PRETRAIN_TASK, arch=self.arch,
+                           mode="scratch", weights=None, img_size=self.img_size, epochs=self.epochs,
                            batch_size=self.batch_size, lr=self.lr, max_images=self.max_images,
                            seed=self.seed, out=self.out, cache_dir=self.cache_dir,
-                           on_error=self.on_error, views=self.views,
                            parts=(1.0 - self.val_fraction, self.val_fraction, 0.0))
 
 
@@ -110,8 +103,7 @@ def pretrain(cfg: PretrainConfig, verbose: int = 1) -> Path:
     if not cfg.data:
         raise CXRError("pretrain: no data given. What to do: pass --data (one or more dataset folders)")
     tcfg = cfg.train_config()
-    opts = {"views": tuple(cfg.views)} if cfg.views else {}
-    ds = load_datasets(tcfg.data, on_error=cfg.on_error, **opts)
+    ds = load_datasets(tcfg.data_spec)
     drop, facts = excluded_rows(ds, cfg.exclude)
     if drop.any():
         log.info("pretraining: %d of %d images kept out (val/test of %s)", drop.sum(), len(ds),

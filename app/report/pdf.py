@@ -253,7 +253,9 @@ def outputs_table(outputs: list[dict[str, Any]], width: float) -> Table:
             auc_text += f" ({_num(auc['low'])}-{_num(auc['high'])})"
         rows.append([out.get("name"), _num(out.get("probability")), _num(out.get("raw_probability")),
                      _num(out.get("threshold")), _yes_no(out.get("positive")), auc_text,
-                     CHANCE_NOTE if out.get("chance_level") else ""])
+                     " ".join(filter(None, [CHANCE_NOTE if out.get("chance_level") else "",
+                                            f"No decision: {out['no_decision']}."
+                                            if out.get("no_decision") else ""]))])
     fixed = [34 * mm, 22 * mm, 17 * mm, 17 * mm, 14 * mm, 28 * mm]
     return _grid(["Output", "Probability (calibrated)", "Raw probability", "Threshold", "Positive",
                   "Test AUC (95% CI)", "Note"], rows, fixed + [width - sum(fixed)])
@@ -281,12 +283,13 @@ def agreement_section(agreement: dict[str, dict[str, Any]], width: float) -> lis
     """Per output: how many models ran it, how many called it positive, the probability range."""
     if not agreement:
         return []
-    rows = [[name, a.get("n_models"), a.get("n_positive"), _num(a.get("min")), _num(a.get("max")),
-             _yes_no(a.get("disagree"))] for name, a in agreement.items() if a]
-    fixed = [22 * mm] * 5
+    rows = [[name, a.get("n_models"), a.get("n_decided", a.get("n_models")), a.get("n_positive"),
+             _num(a.get("min")), _num(a.get("max")), _yes_no(a.get("disagree"))]
+            for name, a in agreement.items() if a]
+    fixed = [20 * mm] * 6
     return [Paragraph("Agreement between models", STYLES["h2"]),
-            _grid(["Output", "Models", "Positive", "Min probability", "Max probability", "Disagree"],
-                  rows, [width - sum(fixed), *fixed])]
+            _grid(["Output", "Models", "Deciding", "Positive", "Min probability", "Max probability",
+                   "Disagree"], rows, [width - sum(fixed), *fixed])]
 
 
 def flags_section(flags: list[dict[str, Any]]) -> list[Flowable]:

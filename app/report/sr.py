@@ -15,7 +15,8 @@ The document is a Comprehensive SR (1.2.840.10008.5.1.4.1.1.88.33) holding a TID
         per output: NUM "Probability of <output>" (99CXRLAB local code), unit (1, UCUM,
           "no units"), the calibrated probability (FD, full precision; DS rounded by highdicom)
         per output: CODE "<output>" (99CXRLAB) = Present (52101004, SCT) when positive (over
-          the model's threshold), else Absent (272519000, SCT)
+          the model's threshold), else Absent (272519000, SCT); none where the model has no
+          decision for it (e.g. threshold not estimable: a NO-DECISION text item says why)
     Qualitative Evaluations (C0034375, UMLS; TID 1500 rows 12-14), TEXT items:
       Comment (121106, DCM): "RESEARCH, NOT FOR CLINICAL USE. " + the result's disclaimer
       input quality gate verdict, then one item per gate reason ("warn too_small: ...")
@@ -74,6 +75,7 @@ GATE_VERDICT = CodedConcept("GATE-VERDICT", LOCAL, "Input quality gate verdict")
 GATE_REASON = CodedConcept("GATE-REASON", LOCAL, "Input quality gate reason")
 MODEL_GATE = CodedConcept("MODEL-GATE", LOCAL, "Model input gate warning")
 CHANCE = CodedConcept("CHANCE-LEVEL", LOCAL, "No better than chance on its test set")
+NO_DECISION = CodedConcept("NO-DECISION", LOCAL, "No present/absent decision")
 AGREEMENT = CodedConcept("DISAGREEMENT", LOCAL, "Models disagree")
 FLAG = CodedConcept("FLAG", LOCAL, "Consistency flag")
 EMPTIED = CodedConcept("EMPTIED", LOCAL, "Attributes left empty")
@@ -218,9 +220,11 @@ def caveats(result: dict[str, Any], models: list[dict[str, Any]]) -> Iterator[tu
         for output in model.get("outputs") or []:
             if output.get("chance_level"):
                 yield CHANCE, f"{model['name']}: {output.get('name')}"
+            if output.get("no_decision"):  # its Present/Absent item is left out: say why
+                yield NO_DECISION, f"{model['name']}: {output.get('name')}: {output['no_decision']}"
     for name, agree in (result.get("agreement") or {}).items():
         if agree and agree.get("disagree"):
-            yield AGREEMENT, (f"{name}: {agree.get('n_positive')} of {agree.get('n_models')} models "
+            yield AGREEMENT, (f"{name}: {agree.get('n_positive')} of {agree.get('n_decided', agree.get('n_models'))} deciding models "
                               f"positive, probabilities {agree.get('min')} to {agree.get('max')}")
     for flag in result.get("flags") or []:
         yield FLAG, f"{flag.get('model')}: {', '.join(map(str, flag.get('outputs') or []))}: {flag.get('message')}"

@@ -39,16 +39,18 @@ def _auc(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int) -> dict:
 
 def analyse(models: list[str], data: list[str], split: str, n_boot: int) -> list[dict]:
     from training.data.formats import load_datasets
+    from training.data.spec import DataSpec
     from training.data.splits import load_split
-    from training.evaluation.predict import load_models, predict_paths
+    from training.evaluation.predict import predict_paths
+    from training.runtime import load_all
 
-    ds = load_datasets(data, on_error="skip")
+    ds = load_datasets(DataSpec(tuple(data), on_error="skip"))
     part = load_split(split, ds)["part"].to_numpy()
     test = ds.subset(part == "test")
     source = test.meta["source"].astype(str).to_numpy()
     groups = test.meta["patient"].astype(str).to_numpy()
     covid = test.labels[:, test.pathologies.index(LABEL)]
-    loaded = load_models(models)
+    loaded = load_all(models)
     probs, _ = predict_paths(loaded, test.meta["path"].astype(str).tolist())
     rows = []
     for m, p in zip(loaded, probs):

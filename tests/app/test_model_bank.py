@@ -8,12 +8,13 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from training.preprocess import decode_image
 import pytest
 
-from app.model_bank import ModelBank, heatmap_index, metadata_vector
-from tests.app.tiny_models import SPECS, write_models
+from app.model_bank import ModelBank, heatmap_index
+from tests.app.tiny_models import SPECS, THRESHOLDS, write_models
 from tests.helpers.images import write_xray_dicom, write_xray
 from training.errors import ModelCardError
 
@@ -183,14 +184,14 @@ def test_card_thresholds_decide_not_half(bank, tmp_path):
     for seed in range(3):
         data = write_xray(tmp_path / f"x{seed}.png", "L", 180 + 9 * seed, 160, seed=seed).read_bytes()
         served = {r.name: r for r in bank.predict(data, "x.png").models}
-        multi, card = served["tiny-multi"], bank.get("tiny-multi").card.thresholds
+        multi, card = served["tiny-multi"], bank.get("tiny-multi").card.thresholds.values()
         for o in multi.outputs:
             assert card[o.name] != 0.5 and o.threshold == card[o.name]
             assert o.positive == (o.probability >= card[o.name])
         flipped = [o.name for o in multi.outputs if (o.probability >= 0.5) != o.positive]
         assert flipped == ["Pneumonia", "COVID-19", "ARDS"]           # what serving 0.5 would change
         assert _decisions(multi) == "Pneumonia;COVID-19"
-        single, card = served["tiny-single"], bank.get("tiny-single").card.thresholds
+        single, card = served["tiny-single"], THRESHOLDS["tiny-single"]
         normal, pneumonia = single.outputs
         assert 0.5 < pneumonia.probability < card["Pneumonia"]      # argmax and 0.5: Pneumonia
         assert normal.probability < card["Normal"]                 # per output: nothing positive
@@ -199,8 +200,8 @@ def test_card_thresholds_decide_not_half(bank, tmp_path):
         assert normal.threshold == pytest.approx(1 - card["Pneumonia"])   # the decision, read on p(Normal)
 
 
-def test_card_without_thresholds_gives_no_decision_in_the_app(models_dir, tmp_path):
-    """The app shows no decision; ``cxrlab predict`` uses 0.5 (one rule, ``missing`` explicit)."""
+def test_card_without_thresholds_gives_no_decision_in_the_app_or_the_cli(models_dir, tmp_path):
+    """One rule (training.runtime): no thresholds, no decision; the probabilities are shown."""
     from training.evaluation.predict import predict_files
 
     root = tmp_path / "models"
@@ -208,9 +209,9 @@ def test_card_without_thresholds_gives_no_decision_in_the_app(models_dir, tmp_pa
     _edit_card(root / "tiny-single", thresholds=None)
     image = write_xray(tmp_path / "in" / "x.png")
     (result,) = ModelBank.from_dir(root, device="cpu", warmup=False).predict(image.read_bytes(), "x.png").models
-    assert [(o.threshold, o.positive) for o in result.outputs] == [(None, False), (None, False)]
+    assert [(o.threshold, o.positive) for o in result.outputs] == [(None, None), (None, None)]  # no decision
     row = predict_files([root / "tiny-single"], [image]).iloc[0]
-    assert row["pred"] == ("Pneumonia" if row["prob_Pneumonia"] >= 0.5 else "Normal")
+    assert pd.isna(row["pred"]) and np.isfinite(row["prob_Pneumonia"])
 
 
 def test_cli_predict_and_api_serve_the_same_numbers_and_decisions(models_dir, client, tmp_path):
@@ -276,11 +277,6 @@ def test_heatmap_class_choice():
     assert heatmap_index(["Normal"], np.array([0.3]), None) == 0
 
 
-def test_metadata_vector_keeps_unknown_as_nan():
-    vec = metadata_vector(["age", "sex", "spo2"], {"age": 0, "sex": "F", "spo2": None})
-    assert vec.shape == (1, 3) and vec[0, 0] == 0 and vec[0, 1] == 0 and np.isnan(vec[0, 2])
-
-
 class _Clock:
     """A clock that moves ``step`` seconds each time it is read."""
 
@@ -334,3 +330,62 @@ def test_device_is_configured_even_without_model_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CXRError, match="CXRLAB_DEVICE=gpu"):
         ModelBank.from_dir(tmp_path / "empty", device="gpu")
+
+
+#: The demo's four backbones at small input sizes each supports; two multilabel (Platt), two
+#: softmax (temperature), so both decision rules and both calibrations are compared.
+BACKBONES = [("resnet50", 32, "multilabel"), ("inception_v3", 75, "single"),
+             ("xception", 75, "multilabel"), ("vgg16", 32, "single")]
+
+
+def _backbone_models(root: Path) -> Path:
+    """Each demo backbone, random (scratch) weights, saved with calibration and thresholds."""
+    from tests.helpers.tiny import tiny_card
+    from training.evaluation.calibration import fit_calibration
+    from training.models.build import build_model
+    from training.models.card import save_model
+    from training.models.registry import get_architecture
+
+    rng = np.random.default_rng(0)
+    for i, (arch, size, kind) in enumerate(BACKBONES):
+        outputs = ["No Finding", "Pneumonia", "COVID-19"] if kind == "multilabel" else ["Normal", "Pneumonia"]
+        model = build_model(arch, outputs, kind, input_size=size, mode="scratch", weights=None, seed=i)
+        raw = rng.dirichlet(np.ones(len(outputs)), 200) if kind == "single" else rng.uniform(0.01, 0.99, (200, len(outputs)))
+        labels = (rng.uniform(size=raw.shape) < raw).astype(float)
+        if kind == "single":
+            labels = np.eye(len(outputs))[raw.argmax(axis=1)]
+        cal = fit_calibration(labels, raw, kind, outputs, "auto")
+        card = tiny_card(arch, kind, outputs, arch=arch, size=size, gradcam_layer=get_architecture(arch).gradcam_layer,
+                         calibration=cal.to_json(), thresholds={o: 0.3 + 0.1 * j for j, o in enumerate(outputs)},
+                         threshold_method="set by the tests (not 0.5)")
+        save_model(model, card, root / arch)
+    return root
+
+
+@pytest.mark.slow
+def test_cli_and_api_give_identical_outputs_for_every_demo_backbone(make_app, tmp_path):
+    """``cxrlab predict`` and ``/api/predict``: one runtime, bit for bit (at the API's batch of one)."""
+    from training.evaluation.predict import predict_files
+
+    root = _backbone_models(tmp_path / "models")
+    client = make_app(MODEL_BANK=ModelBank.from_dir(root, device="cpu", warmup=False)).test_client()
+    folder = tmp_path / "in"
+    for seed in range(2):
+        write_xray(folder / f"x{seed}.png", "L", 170 + 11 * seed, 150 + 7 * seed, seed=seed)
+    write_xray_dicom(folder / "x2.dcm", 176, 160, seed=3)
+    names = [arch for arch, *_ in BACKBONES]
+    cli = predict_files([root / n for n in names], [folder], batch_size=1).set_index("path")
+    assert len(cli) == 3 and cli["error"].isna().all()
+    for path in cli.index:
+        rv = client.post("/api/predict", data={"file": (io.BytesIO(Path(path).read_bytes()), Path(path).name)},
+                         content_type="multipart/form-data")
+        assert rv.status_code == 200, rv.get_data(as_text=True)[:300]
+        body = rv.get_json()
+        assert body["gate"]["verdict"] == cli.loc[path, "gate"]
+        assert sorted(m["name"] for m in body["models"]) == sorted(names)
+        for m in body["models"]:
+            row = cli.loc[path].rename(lambda c, n=m["name"]: c.removeprefix(f"{n}:"))
+            for key, column in (("probability", "prob_"), ("raw_probability", "raw_prob_")):
+                assert [o[key] for o in m["outputs"]] == [row[column + o["name"]] for o in m["outputs"]]
+            assert any(o["probability"] != o["raw_probability"] for o in m["outputs"])  # calibrated
+            assert ";".join(o["name"] for o in m["outputs"] if o["positive"]) == row["pred"]

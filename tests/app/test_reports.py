@@ -1,6 +1,7 @@
 """Real evaluation output in the app: compare_models' report on /compare, evaluate's card metrics."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ N_BOOT = 30
 def evaluated(tmp_path_factory):
     """Two tiny pneumonia models, compared and evaluated on one split (real output files)."""
     from training.data.formats import load_datasets
+    from training.data.spec import DataSpec
     from training.data.splits import make_split, save_split, split_hash
     from training.data.tasks import get_task
     from training.evaluation.compare import compare_models
@@ -23,7 +25,7 @@ def evaluated(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("reports")
     data = str(make_kermany(root / "kermany", 24))
-    split = save_split(make_split(load_datasets([data]), get_task("pneumonia"), parts=(0.5, 0.25, 0.25),
+    split = save_split(make_split(load_datasets(DataSpec(data)), get_task("pneumonia"), parts=(0.5, 0.25, 0.25),
                                   seed=0), root / "split.csv")
     good = save_tiny(root / "models", "good", "single", ["Normal", "Pneumonia"], "pneumonia", split,
                      ["kermany"], [data])
@@ -52,9 +54,11 @@ def test_compare_page_renders_compare_models_report(make_app, evaluated):
     for label in ("AUC", "Sensitivity", "Specificity", "PPV", "F1", "Time per epoch", "Latency"):
         assert f"<th>{label}" in page, label
     row = next(r for r in summary["models"] if r["model"] == "good")
-    # Point estimate and CI of a per-output metric, exactly as compare.json holds them.
-    sens = row["Pneumonia: recall"], row["Pneumonia: recall low"], row["Pneumonia: recall high"]
-    assert f"{sens[0]:.3f}" in page and f"{sens[1]:.3f}–{sens[2]:.3f}" in page
+    # Point estimate and CI of a per-output metric, exactly as compare.json holds them (objects).
+    sens = row["estimates"]["Pneumonia"]["recall"]
+    assert set(sens) == {"value", "low", "high"} and sens["low"] <= sens["value"] <= sens["high"]
+    assert f"{sens['value']:.3f}" in page and f"{sens['low']:.3f}–{sens['high']:.3f}" in page
+    assert not any(" low" in key for key in row)  # no flattened "<output>: <metric> low" strings
     paired = summary["paired"]["inverted"]
     assert f"{paired['diff']:.3f}" in page and f"{paired['low']:.3f}–{paired['high']:.3f}" in page
     assert f"{paired['p_value']:.3f}" in page and "1.5 s" in page
@@ -93,7 +97,7 @@ def _bank_with(card, bank):
 
     m = bank.models[1]          # tiny-single: Normal / Pneumonia, like the evaluated model
     typed = ModelCard.from_json({**m.card.to_json(), **card})
-    return ModelBank([type(m)(m.name, typed, m.model, m.preprocess, m.infer, m.path)]), m
+    return ModelBank([dataclasses.replace(m, card=typed)]), m
 
 
 def test_result_and_card_pages_show_evaluated_metrics_with_ci(make_app, bank, evaluated, tmp_path):
@@ -103,8 +107,7 @@ def test_result_and_card_pages_show_evaluated_metrics_with_ci(make_app, bank, ev
 
     card = read_card(evaluated["good"])
     test = card["metrics"]["test"]
-    other, m = _bank_with({"metrics": card["metrics"], "test_set": card["test_set"],
-                           "training": card["training"]}, bank)
+    other, m = _bank_with({"metrics": card["metrics"], "training": card["training"]}, bank)
     client = make_app(MODEL_BANK=other).test_client()
     auc = test["metrics"]["per_output"]["Pneumonia"]["roc_auc"]
     spec = test["metrics"]["per_output"]["Normal"]["specificity"]
@@ -127,7 +130,7 @@ def test_result_and_card_pages_show_evaluated_metrics_with_ci(make_app, bank, ev
     api = body["models"][0]["card"]["test"]
     assert api["per_output"]["Pneumonia"]["roc_auc"] == {"value": auc["value"], "low": auc["low"],
                                                          "high": auc["high"]}
-    assert api["n_patients"] == test["n_patients"] and body["models"][0]["card"]["test_metrics"] == {}
+    assert api["n_patients"] == test["n_patients"] and api["split_sha256"] == evaluated["sha"]
     # The split by its name and hash: never the server's own path (evaluate records the path).
     folder = str(Path(test["split"]).parent)
     assert folder.startswith("/") and all(folder not in text for text in (result, page, json.dumps(body)))
@@ -140,7 +143,7 @@ def test_overlap_warning_is_shown(make_app, bank, evaluated):
     card = read_card(evaluated["good"])
     metrics = json.loads(json.dumps(card["metrics"]))
     metrics["test"]["overlap"] = {"checked": True, "n_images": 3}
-    other, m = _bank_with({"metrics": metrics, "test_set": "internal"}, bank)
+    other, m = _bank_with({"metrics": metrics}, bank)
     page = make_app(MODEL_BANK=other).test_client().get(f"/models/{m.name}").get_data(as_text=True)
     assert "3 of" in page and "optimistic" in page
 

@@ -13,9 +13,21 @@ def model(name, kind="multilabel", **positive):
 def test_agreement_counts_positives_and_spread_per_output():
     models = [model("a", COVID=0.9, Normal=0.1), model("b", COVID=0.3, Normal=0.2), model("c", COVID=0.7)]
     table = agreement(models)
-    assert table["COVID"] == {"n_models": 3, "n_positive": 2, "min": 0.3, "max": 0.9,
+    assert table["COVID"] == {"n_models": 3, "n_decided": 3, "n_positive": 2, "min": 0.3, "max": 0.9,
                               "spread": 0.9 - 0.3, "disagree": True}
     assert table["Normal"]["n_models"] == 2 and table["Normal"]["disagree"] is False
+
+
+def test_models_without_a_decision_neither_agree_nor_disagree():
+    """Two models call it positive, two have no estimable threshold (positive None): unanimous."""
+    models = [model("a", COVID=0.9), model("b", COVID=0.8), model("c", COVID=0.2), model("d", COVID=0.1)]
+    for m in models[2:]:
+        m["outputs"][0]["positive"] = None
+    table = agreement(models)
+    assert table["COVID"]["n_decided"] == 2 and table["COVID"]["n_positive"] == 2
+    assert table["COVID"]["disagree"] is False
+    models[3]["outputs"][0]["positive"] = False
+    assert agreement(models)["COVID"]["disagree"] is True
 
 
 def test_unanimous_outputs_are_not_marked():

@@ -1,6 +1,7 @@
 """HTML pages: every upload format, friendly errors, cards, comparison, nothing stored."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
@@ -150,21 +151,35 @@ def test_model_card_page_names_the_initialisation(make_app, bank):
     assert "random initialisation (trained from scratch)" in page  # a card without the entry
     init = {"kind": "cxr-pretrained", "summary": "CXR-pretrained here on kermany (3,977 images)"}
     card = ModelCard.from_json({**m.card.to_json(), "initialisation": init})
-    other = ModelBank([type(m)(m.name, card, m.model, m.preprocess, m.infer, m.path)])
+    other = ModelBank([dataclasses.replace(m, card=card)])
     page = make_app(MODEL_BANK=other).test_client().get(f"/models/{m.name}").get_data(as_text=True)
     assert "Initialisation" in page and "CXR-pretrained here on kermany (3,977 images)" in page
 
 
-def test_model_card_page_falls_back_for_unknown_metric_structure(make_app, bank, tmp_path):
+def test_a_card_with_unknown_test_metrics_is_refused_naming_the_section(bank):
+    """Readers never guess keys: a test evaluation not in evaluate's structure fails on load."""
+    import pytest
+
+    from training.errors import ModelCardError
+    from training.models.card import ModelCard
+
+    raw = {**bank.models[0].card.to_json(),
+           "metrics": {"test": {"test_set": "external", "auc": {"COVID-19": {"value": 0.91, "ci": [0.85, 0.95]}}}}}
+    with pytest.raises(ModelCardError, match="metrics.test has no metrics object.*What to do"):
+        ModelCard.from_json(raw, "m/card.json")
+
+
+def test_model_card_page_lists_validation_metrics_with_their_names(make_app, bank):
     from app.model_bank import ModelBank
     from training.models.card import ModelCard
 
     m = bank.models[0]
-    card = ModelCard.from_json({**m.card.to_json(), "test_set": "external",
-                                "metrics": {"test": {"auc": {"COVID-19": {"value": 0.91, "ci": [0.85, 0.95]}}}}})
-    other = ModelBank([type(m)(m.name, card, m.model, m.preprocess, m.infer, m.path)])
+    card = ModelCard.from_json({**m.card.to_json(), "metrics": {"validation": {
+        "loss": 0.25, "per_output": {m.outputs[0]: {"n_pos": 3, "n_neg": 4, "roc_auc": 0.875}}}}})
+    other = ModelBank([dataclasses.replace(m, card=card)])
     page = make_app(MODEL_BANK=other).test_client().get(f"/models/{m.name}").get_data(as_text=True)
-    assert "0.910 (95% CI 0.850–0.950)" in page and "external" in page
+    assert "loss: 0.250" in page and f"{m.outputs[0]} · roc_auc: 0.875" in page
+    assert "not yet evaluated" in page
 
 
 def test_compare_page_explains_how_to_produce_the_report(client):

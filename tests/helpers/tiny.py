@@ -62,7 +62,7 @@ def tiny_card(name: str, kind: str, outputs: list[str], *, arch: str = "tiny", s
         "split": {"file": "split.csv", "sha256": "ab" * 32, "counts": {"train": 7, "val": 2, "test": 3}},
         "data": {"sources": ["kermany"], "counts": {"train": {o: 3 for o in outputs}}},
         "thresholds": {o: 0.5 for o in outputs}, "threshold_method": "fixed",
-        "metrics": {"validation": {}, "test": {}}, "test_set": None,
+        "metrics": {"validation": {}, "test": {}},
     }
     card.update(entries)
     return card

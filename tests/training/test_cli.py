@@ -7,6 +7,7 @@ import pytest
 from training.cli import _train_config, build_parser, main
 from training.errors import CXRError
 from training.config import TrainConfig
+from training.data.spec import DataSpec
 
 
 def test_views_and_modalities_reach_the_config():
@@ -92,8 +93,8 @@ def test_load_eval_set_gives_the_loader_the_options(monkeypatch, tmp_path):
 
     seen = {}
 
-    def loader(data, **kw):
-        seen.update(kw)
+    def loader(spec):
+        seen["spec"] = spec
         raise CXRError("stop here")
 
     monkeypatch.setattr(evalset, "load_datasets", loader)
@@ -102,8 +103,8 @@ def test_load_eval_set_gives_the_loader_the_options(monkeypatch, tmp_path):
     card = ModelCard("m", "resnet50", "pneumonia", "single", ["Normal", "Pneumonia"], 32, {"size": 32},
                      training={"views": ["AP"], "modalities": None})
     with pytest.raises(CXRError):
-        load_eval_set(card, tmp_path, ["d"], fmt="folder", modalities=("X-ray",))
-    assert seen == {"fmt": "folder", "on_error": "raise", "views": ("AP",), "modalities": ("X-ray",)}
+        load_eval_set(card, tmp_path, DataSpec(["d"], fmt="folder", modalities=("X-ray",)))
+    assert seen["spec"] == DataSpec(("d",), "folder", ("AP",), ("X-ray",), "raise")  # views: the card's
 
 
 def test_value_errors_are_clear_messages_not_tracebacks(tmp_path, capsys):

@@ -144,7 +144,7 @@ def test_saved_model_folder_split_cache_and_reports_get_the_umask_mode(tmp_path,
     assert _mode(out) == 0o777 & ~umask
     _expect_file(out / "model.keras", umask)
     _expect_file(out / "card.json", umask)
-    update_card(out, test_set="internal")            # the rewrite that used to be 0600
+    update_card(out, created="2026-01-01T00:00:00+00:00")  # the rewrite that used to be 0600
     _expect_file(out / "card.json", umask)
     load_model(out)
     _no_temp_files(out)

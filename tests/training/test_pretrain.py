@@ -7,6 +7,7 @@ import pytest
 from tests.helpers.images import stripes_folder
 from training.config import TrainConfig
 from training.data.formats import load_datasets
+from training.data.spec import DataSpec
 from training.data.splits import make_split, save_split
 from training.data.tasks import get_task
 from training.engine.fit import train
@@ -22,13 +23,13 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def split(folder, tmp_path_factory):
-    ds = load_datasets([str(folder)])
+    ds = load_datasets(DataSpec(str(folder)))
     df = make_split(ds, get_task("pneumonia"), seed=0)
     return save_split(df, tmp_path_factory.mktemp("split") / "split.csv")
 
 
 def test_excluded_rows_are_val_and_test_by_path_patient_and_content(folder, split, tmp_path):
-    ds = load_datasets([str(folder)])
+    ds = load_datasets(DataSpec(str(folder)))
     df = pd.read_csv(split)
     held = set(df.loc[df["part"] != "train", "path"])
     mask, facts = excluded_rows(ds, [split])
@@ -39,7 +40,7 @@ def test_excluded_rows_are_val_and_test_by_path_patient_and_content(folder, spli
     copy = folder.parent / "copy" / "NORMAL"
     copy.mkdir(parents=True)
     (copy / "other.png").write_bytes(open(test_file, "rb").read())
-    both = load_datasets([str(folder), str(copy.parent)])
+    both = load_datasets(DataSpec([str(folder), str(copy.parent)]))
     mask, _ = excluded_rows(both, [split])
     assert mask[both.meta["path"].str.endswith("other.png").to_numpy()].all()
 
@@ -48,7 +49,7 @@ def test_not_a_split_file_is_named(folder, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(CXRError, match="not a split file"):
-        excluded_rows(load_datasets([str(folder)]), [bad])
+        excluded_rows(load_datasets(DataSpec(str(folder))), [bad])
 
 
 @pytest.mark.slow

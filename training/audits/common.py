@@ -10,6 +10,7 @@ import numpy as np
 from training import io
 from training.html import fmt, render
 from training.data.formats import load_datasets
+from training.data.spec import DataSpec
 from training.evaluation import metrics as M
 from training.evaluation.bootstrap import attach_ci, bootstrap_metrics
 from training.evaluation.evaluate import DISCLAIMER, rounded, write_json
@@ -46,8 +47,9 @@ def write_check(result: dict[str, Any], out_dir: str | Path, name: str, title: s
     return result
 
 
-def load_data(data: Sequence[str] | str, on_error: str = "skip") -> Any:
-    return load_datasets([data] if isinstance(data, (str, Path)) else list(data), on_error=on_error)
+def load_data(data: DataSpec | Sequence[str] | str, on_error: str = "skip") -> Any:
+    """The datasets of ``data``: a spec as it is; paths alone with ``on_error``."""
+    return load_datasets(data if isinstance(data, DataSpec) else DataSpec(data, on_error=on_error))
 
 
 def patient_groups(ds: Any) -> np.ndarray:

@@ -13,12 +13,13 @@ import numpy as np
 from training.audits.common import ci_text, patient_groups, write_check
 from training.audits.probe_features import original_size
 from training.errors import CXRError, DataError
-from training.data.formats import load_dataset
+from training.data.formats import load_datasets
+from training.data.spec import DataSpec
 from training.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
 from training.evaluation.evalset import task_targets
 from training.evaluation.evalset import training_split
-from training.evaluation.predict import load_models, predict_array
 from training.preprocess import decode_image, preprocess
+from training.runtime import load
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +187,9 @@ def lung_restricted_eval(model_dir: str | Path, ieee8023_root: str | Path,
     if bad or not regions:
         raise CXRError(f"unknown lung region(s) {bad or regions}; choose masks and/or boxes")
     model_dir, root = Path(model_dir), Path(ieee8023_root)
-    lm = load_models([model_dir])[0]
-    opts = {k: lm.card.training.get(k) for k in ("views", "modalities")}
-    ds = load_dataset(root, fmt="ieee8023", on_error="skip", **{k: v for k, v in opts.items() if v})
+    lm = load(model_dir)
+    spec = DataSpec((str(root),), fmt="ieee8023", on_error="skip")
+    ds = load_datasets(spec.for_model(DataSpec.from_dict(lm.card.training.config)))  # its views, modalities
     unseen, how = _unseen(ds, lm.card, model_dir)
     Y_all = task_targets(ds, lm.card)
     labelled = ~np.isnan(Y_all).all(axis=1)
@@ -200,7 +201,7 @@ def lung_restricted_eval(model_dir: str | Path, ieee8023_root: str | Path,
         full, rest, ok, skipped = _images(list(paths[use]), found, kind, lm.preprocess)
         idx = np.flatnonzero(use)[ok]
         groups = patient_groups(ds)[idx]
-        p_full, p_rest = (predict_array(lm.model, x, batch_size) for x in (full, rest))
+        p_full, p_rest = (lm.forward(x, batch_size=batch_size)[0] for x in (full, rest))
         per = _compare(Y_all[idx], p_full, p_rest, lm.outputs, groups, n_boot, seed)
         results[kind] = {"n_annotated": len(found), "n_images": int(len(idx)),
                          "n_patients": int(len(set(groups))), "per_output": per, "skipped": skipped}

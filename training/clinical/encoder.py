@@ -22,9 +22,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from training.clinical.records import ENCODER_VERSION, EncoderRecord
 from training.errors import DataError
-
-ENCODER_VERSION = 1
 NUMERIC: tuple[str, ...] = ("age", "offset", "temperature", "pO2_saturation",
                             "leukocyte_count", "neutrophil_count", "lymphocyte_count")
 CATEGORICAL: tuple[str, ...] = ("sex", "view")
@@ -144,17 +143,14 @@ class ClinicalEncoder:
         return dict(self._fitted())
 
     @classmethod
-    def from_dict(cls, params: Mapping[str, Any]) -> "ClinicalEncoder":
-        """An encoder restored from :meth:`to_dict` output (e.g. a model card)."""
-        if not isinstance(params, Mapping) or params.get("version") != ENCODER_VERSION:
-            raise DataError(f"metadata_encoder must be a dict of version {ENCODER_VERSION}",
-                            hint="re-save the model with training.clinical")
-        enc = cls(params["features"])
-        expected = cls.output_names(params)
-        if expected != params.get("output_names"):
-            raise DataError("metadata_encoder is inconsistent (output_names differ)",
-                            hint="re-save the model with training.clinical")
-        enc.params = dict(params)
+    def from_dict(cls, params: Mapping[str, Any] | EncoderRecord) -> "ClinicalEncoder":
+        """An encoder restored from :meth:`to_dict` output or the card's record."""
+        try:
+            record = EncoderRecord.from_json(params)
+        except ValueError as exc:
+            raise DataError(str(exc), hint="re-save the model with training.clinical") from None
+        enc = cls(record.features)
+        enc.params = record.to_json()
         return enc
 
     # ------------------------------------------------------------------ helpers

@@ -17,14 +17,14 @@ import numpy as np
 from training.clinical import encoder as F
 from training.clinical import prognosis as P
 from training.clinical import severity as S
-from training.config import opt
-from training.errors import DataError
+from training.config import DataOptions, opt
+from training.errors import CXRError, DataError
 from training import io
 from training.audits.shortcuts import intensity_histogram
 from training.clinical.fusion import fit_head, fusion_parts
 from training.clinical.fusion import build_fusion_model
 from training.data.cache import ImageCache, default_cache_dir
-from training.data.formats import load_dataset
+from training.data.formats import load_datasets
 from training.data.splits import make_split, save_split, split_hash
 from training.data.tasks import get_task
 from training.engine.data import class_balance_weights
@@ -54,11 +54,10 @@ def _names(value: Any) -> tuple[str, ...] | None:
 
 
 @dataclass
-class ExperimentConfig:
+class ExperimentConfig(DataOptions):
     """Settings shared by the clinical experiments (cheap defaults: 64 px, frozen backbone);
-    every field is a flag of ``cxrlab clinical``."""
+    every field is a flag of ``cxrlab clinical``. ``data``: one ieee8023 covid-chestxray folder."""
 
-    data: str = opt("", "the ieee8023 covid-chestxray folder")
     out: str = opt("clinical-output", "output folder")
     img_size: int = opt(64, "input size in px")
     arch: str = opt("resnet50", "backbone of the image features")
@@ -75,13 +74,22 @@ class ExperimentConfig:
     extra: dict[str, Any] = opt(factory=dict, cli=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.data) > 1:
+            raise CXRError(f"clinical: {len(self.data)} data folders given. What to do: pass one "
+                           "ieee8023 covid-chestxray folder (--data DIR)")
         self.fields = _names(self.fields)
         self.tasks = _names(self.tasks) or ()
 
 
 # ---------------------------------------------------------------------- shared pieces
-def load(cfg: ExperimentConfig, **options: Any):
-    return load_dataset(cfg.data, on_error="skip", **options)
+def root(cfg: ExperimentConfig) -> Path:
+    """The ieee8023 folder of ``cfg`` (its severity scores and metadata live there)."""
+    return Path(cfg.data[0])
+
+
+def load(cfg: ExperimentConfig):
+    return load_datasets(cfg.data_spec)
 
 
 def load_images(paths: Sequence[str], cfg: ExperimentConfig) -> tuple[np.ndarray, Any, list]:
@@ -245,6 +253,14 @@ def _missingness(meta, fields: list[str], y: np.ndarray) -> dict[str, dict[str, 
                 "negative": float(meta[f][y == 0].notna().mean())} for f in fields}
 
 
+def _test_evaluation(s: dict[str, Any], classes: list[str], split_file: Path) -> dict[str, Any]:
+    """The fused model's test score as the card's test evaluation (its positive class's AUC)."""
+    positive = {"n_pos": s["positives"], "n_neg": s["n"] - s["positives"], "roc_auc": s["roc_auc"]}
+    return {"test_set": "internal", "split": str(split_file), "split_sha256": split_hash(split_file),
+            "part": "test", "n_images": s["n"], "n_patients": s["patients"],
+            "metrics": {"kind": "single", "outputs": list(classes), "per_output": {classes[-1]: positive}}}
+
+
 def _save_fused(model, cfg, task, enc, pcfg, split_file, counts, scores, out: Path) -> Path:
     card = {"name": f"fusion-covid-{cfg.arch}", "architecture": cfg.arch, "task": task.name,
             "kind": "single", "outputs": task.classes(), "input_size": cfg.img_size,
@@ -252,7 +268,7 @@ def _save_fused(model, cfg, task, enc, pcfg, split_file, counts, scores, out: Pa
             "metadata_features": list(enc.features), "metadata_encoder": enc.to_dict(),
             "split": {"file": str(split_file), "sha256": split_hash(split_file),
                       "counts": {k: v["images"] for k, v in counts.items()}},
-            "metrics": {"test": scores["fused (keras)"]}, "test_set": "internal",
+            "metrics": {"test": _test_evaluation(scores["fused (keras)"], task.classes(), split_file)},
             "notes": "late fusion (image backbone + clinical MLP); the backbone is "
                      f"{'random-init' if cfg.weights is None else cfg.weights} and frozen: weak image features"}
     return save_model(model, card, out / "model")
@@ -270,7 +286,7 @@ def run_prognosis(cfg: ExperimentConfig) -> dict[str, Any]:
     cohorts = {t: P.cohort(ds.meta, t) for t in cfg.tasks}
     rows = sorted({int(r) for c, _ in cohorts.values() for r in c["row"]})
     if not rows:
-        raise DataError("no eligible patient for any prognosis task", path=cfg.data,
+        raise DataError("no eligible patient for any prognosis task", path=root(cfg),
                         hint="check offsets and outcome columns in metadata.csv")
     images, _, errors = load_images(ds.meta["path"].iloc[rows].astype(str).tolist(), cfg)
     bad = {rows[e["index"]] for e in errors}
@@ -318,7 +334,7 @@ def run_severity(cfg: ExperimentConfig) -> dict[str, Any]:
     """Ridge regression of geographic extent and opacity from image features (grouped CV)."""
     out = Path(cfg.out)
     ds = load(cfg)
-    scores = S.read_scores(Path(cfg.data) / S.SCORES_FILE)
+    scores = S.read_scores(root(cfg) / S.SCORES_FILE)
     joined, unmatched = S.join_scores(ds.meta, scores)
     if unmatched:
         log.warning("%d scored file(s) not in the dataset (missing image or other view): %s",

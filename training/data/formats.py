@@ -19,6 +19,7 @@ from training.data.csv_format import load_csv
 from training.data.dataset import CXRDataset
 from training.data.folder import load_folder
 from training.data.ieee8023 import load_ieee8023
+from training.data.spec import DataSpec
 from training.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -90,15 +91,14 @@ def load_dataset(path: str | Path, fmt: str = "auto", on_error: str = "raise",
     return loader(path, on_error=on_error, **kwargs)
 
 
-def load_datasets(paths: Sequence[str | Path], fmt: str | Sequence[str] = "auto",
-                  on_error: str = "raise", **options: Any) -> CXRDataset:
-    """Load several datasets and combine them into one (see :func:`combine`)."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    fmts = [fmt] * len(paths) if isinstance(fmt, str) else list(fmt)
-    if len(fmts) != len(paths):
-        raise ValueError(f"{len(paths)} paths but {len(fmts)} formats")
-    return combine([load_dataset(p, f, on_error, **options) for p, f in zip(paths, fmts)])
+def load_datasets(spec: DataSpec) -> CXRDataset:
+    """Load every dataset of ``spec`` with its options and combine them (see :func:`combine`)."""
+    if not isinstance(spec, DataSpec):
+        raise TypeError(f"load_datasets takes a DataSpec, got {type(spec).__name__}")
+    if not spec.data:
+        raise DataError("no dataset given", hint="pass --data (one or more dataset folders or CSVs)")
+    options = spec.loader_options()
+    return combine([load_dataset(p, spec.fmt, spec.on_error, **options) for p in spec.data])
 
 
 def combine(datasets: Sequence[CXRDataset]) -> CXRDataset:

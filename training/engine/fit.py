@@ -49,10 +49,9 @@ from training.models.card import ModelCard
 from training.data.cache import default_cache_dir
 from training.data.splits import split_counts, split_hash
 from training.data.tasks import get_task
-from training.evaluation.calibration import Calibration, fit_calibration
 from training.gate.ood import save_gate
-from training.evaluation.metrics import compute_metrics
-from training.evaluation.thresholds import choose_thresholds as choose
+from training.evaluation.posttrain import PostTraining, post_train
+from training.evaluation.thresholds import MIN_PATIENTS
 from training.models import build
 from training.models.build import split_feature_head
 from training.models.card import save_model
@@ -170,7 +169,8 @@ def _fit_all(cfg: TrainConfig, prep: Prepared, model: keras.Model, backup: Path,
     log.info(why)
     has_val = len(prep.index["val"]) > 0
     if not has_val:
-        log.warning("no validation images: no early stopping, final weights kept, thresholds 0.5")
+        log.warning("no validation images: no early stopping, final weights kept, no thresholds "
+                    "(not estimable: no decisions)")
     best = BestOnValidation(backup / "best.json", backup / "best.weights.h5", "val_loss",
                             cfg.patience, target=model) if has_val else None
     done = backup / "stage1.done"
@@ -202,46 +202,15 @@ def _fit_all(cfg: TrainConfig, prep: Prepared, model: keras.Model, backup: Path,
 
 
 # ------------------------------------------------------------------ after training
-def choose_thresholds(y: np.ndarray, p: np.ndarray, classes: list[str]) -> tuple[dict[str, float], str]:
-    """Youden thresholds per output on validation; 0.5 where that cannot be computed (said so)."""
-    out, fallback = choose(y, p, classes, method="youden")
-    method = "youden on validation"
-    if fallback:
-        method += f"; 0.5 for {fallback} (validation empty or single-class)"
-    return out, method
-
-
-def validation_report(model: keras.Model, prep: Prepared, batch_size: int,
-                      calibration: str = "auto") -> tuple[dict, dict, str, Calibration]:
-    """``(metrics, thresholds, method, calibration)`` from predictions on the validation part.
-
-    The calibration (``calibration``: a method of ``CHOICES["calibration"]``) is fitted on the
-    raw validation probabilities; thresholds and metrics then use the calibrated ones, the
-    scale the card's thresholds apply to.
-    """
+def validation_report(model: keras.Model, prep: Prepared, batch_size: int, calibration: str = "auto",
+                      min_patients: int = MIN_PATIENTS) -> PostTraining:
+    """The post-training step (:func:`~training.evaluation.posttrain.post_train`: calibration,
+    Youden thresholds, metrics) on the model's predictions on the validation part."""
     y = prep.targets[prep.index["val"]]
-    classes, kind = prep.classes, prep.task.kind
-    if len(y) == 0:
-        return ({}, {c: 0.5 for c in classes}, "0.5 (no validation images)",
-                Calibration.identity(kind, classes, "no validation images: not calibrated"))
-    raw = np.asarray(model.predict(keras_input(ArrayBatches(prep.images["val"], y, batch_size)), verbose=0))
-    cal = fit_calibration(y, raw, kind, classes, calibration, groups=_validation_patients(prep))
-    p = cal.apply(raw)
-    thresholds, method = choose_thresholds(y, p, classes)
-    if not cal.is_identity:
-        method += f" (on probabilities calibrated by {cal.method})"
-    # The dict, as evaluate passes it: a 2-class softmax then decides by its positive class's
-    # threshold in both places (a list used to be ignored here, giving argmax on validation).
-    metrics = dict(compute_metrics(y, p, kind, classes, thresholds))
-    metrics["loss"] = _mean_loss(kind, y, p)
-    metrics["loss_uncalibrated"] = _mean_loss(kind, y, raw)
-    metrics["n_images"] = int(len(y))
-    return metrics, thresholds, method, cal
-
-
-def _mean_loss(kind: str, y: np.ndarray, p: np.ndarray) -> float:
-    p = keras.ops.convert_to_tensor(np.asarray(p, dtype=np.float32))
-    return float(keras.ops.convert_to_numpy(keras.ops.mean(loss_for(kind)(y, p))))
+    raw = (np.asarray(model.predict(keras_input(ArrayBatches(prep.images["val"], y, batch_size)), verbose=0))
+           if len(y) else np.zeros((0, len(prep.classes))))
+    return post_train(y, raw, prep.task.kind, prep.classes, _validation_patients(prep),
+                      calibration=calibration, min_patients=min_patients)
 
 
 def _validation_patients(prep: Prepared) -> np.ndarray | None:
@@ -263,9 +232,9 @@ def _history(out: Path) -> pd.DataFrame:
     return df
 
 
-def build_card(cfg: TrainConfig, prep: Prepared, facts: dict, metrics: dict, thresholds: dict,
-               method: str, history: pd.DataFrame, calibration: dict | None = None) -> ModelCard:
-    """The model card (docs/architecture.md) of a finished run (``calibration``: its JSON)."""
+def build_card(cfg: TrainConfig, prep: Prepared, facts: dict, post: PostTraining,
+               history: pd.DataFrame) -> ModelCard:
+    """The model card (docs/architecture.md) of a finished run (``post``: its post-training step)."""
     counts = split_counts(prep.split, prep.targets, prep.classes)
     seconds = history["epoch_seconds"].mean() if "epoch_seconds" in history else float("nan")
     return ModelCard(
@@ -287,11 +256,9 @@ def build_card(cfg: TrainConfig, prep: Prepared, facts: dict, metrics: dict, thr
         data={"sources": sorted(prep.ds.meta["source"].astype(str).unique().tolist()),
               "counts": {p: counts[p]["classes"] for p in counts}, "parts": counts,
               "skipped": prep.skipped},
-        thresholds=thresholds,
-        threshold_method=method,
-        metrics={"validation": metrics, "test": {}},
-        test_set=None,
-        calibration=calibration,
+        thresholds=post.thresholds,
+        metrics={"validation": post.metrics, "test": {}},
+        calibration=post.calibration.to_json(),
     )
 
 
@@ -358,16 +325,16 @@ def _train_in(cfg: TrainConfig, ds, dist: Distribution, note: str | None,
             facts["batchnorm"] = batchnorm.settle(
                 model, prep.images["train"], prep.images["val"], y_val, loss_for(prep.task.kind),
                 run_cfg.batch_size, seed=cfg.seed, precise=cfg.precise_bn)
-            metrics, thresholds, method, cal = validation_report(model, prep, run_cfg.batch_size,
-                                                                 cfg.calibration)
+            post = validation_report(model, prep, run_cfg.batch_size, cfg.calibration,
+                                     cfg.min_threshold_patients)
             gate = fit_model_gate(model, prep.images["train"], prep.images["val"],
                                   get_architecture(cfg.arch).gradcam_layer, run_cfg.batch_size)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
     facts.update(mixed_precision=policy, **scale)
-    card = build_card(cfg, prep, facts, metrics, thresholds, method, _history(out), cal.to_json())
+    card = build_card(cfg, prep, facts, post, _history(out))
     if note:
-        card.transfer["note"] = note
+        card.transfer = dataclasses.replace(card.transfer, note=note)
     card.gate = save_gate(gate, out)  # before the card that names its hash
     save_model(model, card, out)
     shutil.rmtree(backup, ignore_errors=True)

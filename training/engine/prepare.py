@@ -46,12 +46,7 @@ def load_data(cfg: TrainConfig):
     """The datasets of ``cfg.data`` (with its format, views, modalities and error policy)."""
     if not cfg.data:
         raise CXRError("config: no data given. What to do: set `data` to one or more dataset folders/CSVs")
-    opts: dict[str, Any] = {}
-    if cfg.views is not None:
-        opts["views"] = tuple(cfg.views)
-    if cfg.modalities is not None:
-        opts["modalities"] = tuple(cfg.modalities)
-    return load_datasets(cfg.data, fmt=cfg.fmt, on_error=cfg.on_error, **opts)
+    return load_datasets(cfg.data_spec)
 
 
 def resolve_split(cfg: TrainConfig, ds, task) -> tuple[pd.DataFrame, Path]:

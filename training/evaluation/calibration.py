@@ -30,6 +30,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from training.config import CHOICES
 from training.evaluation.reliability import calibration_report, macro_mean
+from training.evaluation.records import CalibrationRecord
 
 METHODS: tuple[str, ...] = CHOICES["calibration"]
 SIGMOID_METHODS: tuple[str, ...] = ("platt", "isotonic", "none")
@@ -216,62 +217,15 @@ class Calibration:
     @classmethod
     def from_json(cls, d: Any, outputs: Sequence[str] | None = None,
                   kind: str | None = None) -> Calibration:
-        """A stored calibration, validated (ValueError naming what is wrong); ``outputs`` and
-        ``kind``, when given (the card's), must match it."""
-        _validate(d, outputs, kind)
-        return cls(d["kind"], list(d["outputs"]), d["method"], d["params"], str(d.get("chosen_by", "")),
-                   dict(d.get("fitted_on") or {}), dict(d.get("validation_ece") or {}))
-
-
-def _validate(d: Any, outputs: Sequence[str] | None, kind: str | None) -> None:
-    def fail(what: str) -> None:
-        raise ValueError(f"calibration {what}")
-
-    if not isinstance(d, dict):
-        fail(f"must be a JSON object, got {type(d).__name__}")
-    missing = [k for k in ("kind", "outputs", "method", "params") if k not in d]
-    if missing:
-        fail(f"is missing {', '.join(missing)}")
-    if d["kind"] not in KINDS:
-        fail(f"kind {d['kind']!r} is not one of {list(KINDS)}")
-    if kind is not None and d["kind"] != kind:
-        fail(f"kind {d['kind']!r} != the model's kind {kind!r}")
-    outs = d["outputs"]
-    if not isinstance(outs, list) or not outs or not all(isinstance(o, str) for o in outs):
-        fail(f"outputs must be a non-empty list of names, got {outs!r}")
-    if outputs is not None and list(outputs) != outs:
-        fail(f"outputs mismatch: {outs} != the model's outputs {list(outputs)}")
-    if not isinstance(d["params"], dict):
-        fail(f"params must be an object, got {type(d['params']).__name__}")
-    if d["kind"] == "single":
-        t = d["params"].get("temperature")
-        if not _finite(t) or t <= 0:
-            fail(f"temperature must be a positive number, got {t!r}")
-        return
-    if set(d["params"]) != set(outs):
-        fail(f"params keys {sorted(d['params'])} != outputs {outs}")
-    for o in outs:
-        _validate_sigmoid(o, d["params"][o], fail)
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _validate_sigmoid(output: str, p: Any, fail) -> None:
-    method = p.get("method") if isinstance(p, dict) else None
-    if method not in SIGMOID_METHODS:
-        fail(f"output {output!r}: method {method!r} is not one of {list(SIGMOID_METHODS)}")
-    if method == "platt" and not (_finite(p.get("a")) and _finite(p.get("b"))):
-        fail(f"output {output!r}: platt needs finite numbers a and b, got {p.get('a')!r}, {p.get('b')!r}")
-    if method == "isotonic":
-        x, y = p.get("x"), p.get("y")
-        ok = (isinstance(x, list) and isinstance(y, list) and 0 < len(x) == len(y)
-              and all(map(_finite, x + y)))
-        if not ok:
-            fail(f"output {output!r}: isotonic needs lists x and y of equal non-zero length of numbers")
-        if np.any(np.diff(x) < 0) or np.any(np.diff(y) < 0) or min(y) < 0 or max(y) > 1:
-            fail(f"output {output!r}: isotonic x and y must be non-decreasing, y in [0, 1]")
+        """A stored calibration (a :class:`CalibrationRecord` or its JSON), validated (ValueError
+        naming what is wrong); ``outputs`` and ``kind``, when given (the card's), must match it."""
+        rec = CalibrationRecord.from_json(d)
+        if kind is not None and rec.kind != kind:
+            raise ValueError(f"calibration kind {rec.kind!r} != the model's kind {kind!r}")
+        if outputs is not None and list(outputs) != rec.outputs:
+            raise ValueError(f"calibration outputs mismatch: {rec.outputs} != the model's outputs {list(outputs)}")
+        return cls(rec.kind, list(rec.outputs), rec.method, dict(rec.params), rec.chosen_by,
+                   dict(rec.fitted_on), dict(rec.validation_ece))
 
 
 def _summary_method(kind: str, params: dict[str, Any]) -> str:

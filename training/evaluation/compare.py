@@ -17,12 +17,15 @@ import pandas as pd
 from training import io
 from training.errors import ImageDecodeError, ModelCardError, SplitError
 from training.evaluation.bootstrap import ScalarMetric, paired_bootstrap
+from training.evaluation.estimate import Estimate
+from training.data.spec import DataSpec
 from training.evaluation.evalset import check_overlap, image_cache, load_eval_set, training_split
 from training.evaluation.evaluate import DISCLAIMER, SEED, model_thresholds, rounded, score, slug, write_json
-from training.evaluation.predict import LoadedModel, load_models, predict_paths
+from training.evaluation.predict import predict_paths
 from training.evaluation.report import render_comparison
 from training.evaluation import plots
 from training.preprocess import load_image
+from training.runtime import Runtime, load_all
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ log = logging.getLogger(__name__)
 COMPARE_METRICS: tuple[str, ...] = ("precision", "recall", "f1", "specificity", "roc_auc")
 
 
-def _check_same_task(models: Sequence[LoadedModel]) -> None:
+def _check_same_task(models: Sequence[Runtime]) -> None:
     first = models[0]
     for m in models[1:]:
         if (m.card.task, m.kind, m.outputs) != (first.card.task, first.kind, first.outputs):
@@ -39,9 +42,9 @@ def _check_same_task(models: Sequence[LoadedModel]) -> None:
                                  f"{m.outputs}). What to do: compare models of one task.")
 
 
-def _check_same_split(models: Sequence[LoadedModel], allow: bool) -> bool:
+def _check_same_split(models: Sequence[Runtime], allow: bool) -> bool:
     """True when the cards record different split files (allowed only with ``allow``)."""
-    hashes = {m.name: m.card.split.get("sha256") for m in models}
+    hashes = {m.name: m.card.split.sha256 for m in models}
     if len(set(hashes.values())) <= 1:
         return False
     if not allow:
@@ -53,70 +56,74 @@ def _check_same_split(models: Sequence[LoadedModel], allow: bool) -> bool:
     return True
 
 
-def latency_ms(m: LoadedModel, image: np.ndarray, repeats: int = 5) -> float:
-    """Median wall time of single-image calls of the compiled predict function (after warm-up)."""
+def latency_ms(m: Runtime, image: np.ndarray, repeats: int = 5) -> float:
+    """Median wall time of single-image calls of the runtime's compiled call (what the app
+    serves with), after a warm-up call that traces it."""
     x = image[None]
-    m.model.predict_on_batch(x)  # warm-up: traces and compiles
+    m.forward(x, batch_size=1)  # warm-up: traces and compiles
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        m.model.predict_on_batch(x)
+        m.forward(x, batch_size=1)
         times.append(time.perf_counter() - start)
     return float(np.median(times) * 1000)
 
 
-def _row(m: LoadedModel, scored: dict, thr: dict, latency: float) -> dict[str, Any]:
+def _row(m: Runtime, scored: dict, thr: dict, latency: float) -> dict[str, Any]:
+    """One model of compare.json: what it is and costs, and ``estimates`` as objects:
+    ``{output | "macro" | "overall": {metric: {"value", "low", "high"}}}``."""
     card = m.card
-    row: dict[str, Any] = {
-        "model": m.name, "architecture": card.architecture,
-        "mode": card.transfer.get("mode"),
-        "params_total": (card.params or {}).get("total"),
-        "params_trainable": (card.params or {}).get("trainable"),
-        "seconds_per_epoch": card.training.get("seconds_per_epoch"),
-        "latency_ms": latency, "threshold_method": thr["method"],
-    }
     mets = scored["metrics"]
     sections = dict(mets["per_output"])
     pn = scored.get("positive_negative") or {}
     sections.update({k: v for k, v in pn.items() if k != "class" and k not in sections})
-    for name, d in sections.items():
-        for metric in COMPARE_METRICS:
-            _put(row, f"{name}: {metric}", d[metric])
-    _put(row, "macro: roc_auc", mets["macro"]["roc_auc"])
+    estimates = {name: {metric: _cell(d[metric]) for metric in COMPARE_METRICS}
+                 for name, d in sections.items()}
+    estimates["macro"] = {"roc_auc": _cell(mets["macro"]["roc_auc"])}
     if m.kind == "single":
-        _put(row, "accuracy", mets["accuracy"])
-        _put(row, "balanced_accuracy", mets["balanced_accuracy"])
-    return row
+        estimates["overall"] = {k: _cell(mets[k]) for k in ("accuracy", "balanced_accuracy")}
+    return {"model": m.name, "architecture": card.architecture, "mode": card.transfer.mode,
+            "params_total": (card.params or {}).get("total"),
+            "params_trainable": (card.params or {}).get("trainable"),
+            "seconds_per_epoch": card.training.seconds_per_epoch,
+            "latency_ms": latency, "threshold_method": thr["method"], "estimates": estimates}
 
 
-def _put(row: dict, name: str, cell: dict) -> None:
-    row[name], row[f"{name} low"], row[f"{name} high"] = cell["value"], cell["low"], cell["high"]
+def _cell(cell: Any) -> dict[str, Any]:
+    return {k: v for k, v in Estimate.of(cell).to_json().items() if k in ("value", "low", "high")}
 
 
-def compare_models(model_dirs: Sequence[str | Path], data: Sequence[str], split: str | None,
+def flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A compare.json row as one table row (compare.csv, compare.html): ``"<output>: <metric>"``
+    columns with ``" low"``/``" high"`` beside them (``overall`` metrics without a prefix)."""
+    out = {k: v for k, v in row.items() if k != "estimates"}
+    for section, metrics in row["estimates"].items():
+        for metric, e in metrics.items():
+            name = metric if section == "overall" else f"{section}: {metric}"
+            out[name], out[f"{name} low"], out[f"{name} high"] = e["value"], e["low"], e["high"]
+    return out
+
+
+def compare_models(model_dirs: Sequence[str | Path], data: DataSpec | Sequence[str], split: str | None,
                    part: str = "test", out_dir: str | Path = "compare", n_boot: int = 1000,
                    allow_split_mismatch: bool = False, allow_overlap: bool = False,
                    threshold_method: str = "youden", target_sensitivity: float | None = None,
-                   on_error: str = "raise", batch_size: int = 32, fmt: str = "auto",
-                   views: Sequence[str] | None = None, modalities: Sequence[str] | None = None,
-                   cache_dir: str | Path | None = None) -> pd.DataFrame:
+                   batch_size: int = 32, cache_dir: str | Path | None = None) -> pd.DataFrame:
     """Evaluate every model on the same part of one split; one row per model.
 
-    ``fmt``, ``views`` and ``modalities`` go to the dataset loader (as in ``evaluate_model``).
+    ``data``: a DataSpec (paths alone: default options), read as in ``evaluate_model``.
 
     Writes ``compare.csv``, ``compare.json``, ``compare.html`` and ROC overlay PNGs in
     ``out_dir``. Refuses models of different tasks, models trained on different splits
     (unless ``allow_split_mismatch``) and test images a model trained on (unless
     ``allow_overlap``).
     """
-    models = load_models(model_dirs)
+    models = load_all(model_dirs)
     _check_same_task(models)
     mismatch = _check_same_split(models, allow_split_mismatch)
     first = models[0]
-    if isinstance(data, (str, Path)):
-        data = [str(data)]
-    evs = load_eval_set(first.card, first.directory, data, split, part, False, on_error, fmt,
-                        views, modalities)
+    spec = DataSpec.of(data)
+    evs = load_eval_set(first.card, first.directory, spec, split, part, False)
     overlap, thresholds, cache = {}, {}, image_cache(cache_dir)
     for m in models:
         seen = training_split(m.card, m.directory)
@@ -126,7 +133,7 @@ def compare_models(model_dirs: Sequence[str | Path], data: Sequence[str], split:
                                               batch_size, cache, calibration=m.calibration)
     probs, errors = predict_paths(models, evs.paths, batch_size, cache)
     bad = [(p, e) for p, e in zip(evs.paths, errors) if e is not None]
-    if bad and on_error == "raise":
+    if bad and spec.on_error == "raise":
         raise ImageDecodeError(f"{len(bad)} test images cannot be read, e.g. {bad[0][1]}",
                                hint="fix or remove them, or use on_error='skip'")
     ok = np.array([e is None for e in errors], dtype=bool)
@@ -145,32 +152,33 @@ def compare_models(model_dirs: Sequence[str | Path], data: Sequence[str], split:
     for r in rows:
         r["macro AUC diff vs best"] = paired.get(r["model"], {}).get("diff")
         r["macro AUC p-value vs best"] = paired.get(r["model"], {}).get("p_value")
+    structured, rows = rows, [flat_row(r) for r in rows]
     figures = [plots.plot_roc_overlay({m.name: (Y[:, j], probs[m.name][:, j]) for m in models},
                                       out / f"roc_overlay_{slug(o)}.png", title=f"ROC: {o}").name
                for j, o in enumerate(first.outputs)]
     df = pd.DataFrame(rows)
     io.write_csv(out / "compare.csv", df)
-    summary = rounded({"split": evs.split, "split_sha256": first.card.split.get("sha256"),
+    summary = rounded({"split": evs.split, "split_sha256": first.card.split.sha256,
                        "part": evs.part, "test_set": evs.test_set,
-                       "data": list(data), "n_images": int(len(Y)),
+                       "data": list(spec.data), "n_images": int(len(Y)),
                        "n_patients": int(pd.Series(groups).nunique()), "n_boot": n_boot,
                        "seed": SEED, "split_mismatch": mismatch, "best": best, "paired": paired,
                        "overlap": overlap, "thresholds": thresholds, "skipped": bad,
                        "figures": figures, "disclaimer": DISCLAIMER})
     table = rounded(df.to_dict(orient="records"))
-    write_json({**summary, "models": table,
+    write_json({**summary, "models": rounded(structured),
                 "details": {k: v["metrics"] for k, v in scored.items()}}, out / "compare.json")
     io.write_text(out / "compare.html", render_comparison(summary, table, list(df.columns)))
     return df
 
 
-def _first_image(paths: list[str], ok: np.ndarray, m: LoadedModel) -> np.ndarray:
+def _first_image(paths: list[str], ok: np.ndarray, m: Runtime) -> np.ndarray:
     if not ok.any():
         raise ImageDecodeError("no test image could be read", hint="check the data")
     return load_image(paths[int(np.flatnonzero(ok)[0])], m.preprocess)
 
 
-def _paired(models: Sequence[LoadedModel], Y: np.ndarray, probs: dict[str, np.ndarray],
+def _paired(models: Sequence[Runtime], Y: np.ndarray, probs: dict[str, np.ndarray],
             groups: np.ndarray, n_boot: int) -> tuple[str, dict[str, dict]]:
     """The model with the highest macro ROC-AUC, and its paired bootstrap against each other."""
     metric = ScalarMetric("roc_auc", kind=models[0].kind)

@@ -1,7 +1,7 @@
 """The decision rule: which outputs of a model are positive for an image.
 
 One rule for every place that says "positive": the app (``app.model_bank``), ``cxrlab
-predict`` (``predict.predicted_findings``) and the evaluation's metrics
+predict`` (``training.runtime.Runtime.interpret``) and the evaluation's metrics
 (``metrics.predictions``). Probabilities are the CALIBRATED ones, the scale of the card's
 thresholds.
 
@@ -12,9 +12,14 @@ thresholds.
   the first (the first class's own threshold is not used). More classes: the argmax
   (thresholds are not used).
 * Missing thresholds, ``missing`` (a required keyword, so every caller states its choice):
-  a number stands in for each threshold the card lacks (``cxrlab predict`` and the metrics:
-  0.5); ``None`` gives no decision there (the app: a card without thresholds shows no
+  a number stands in for each threshold the card lacks (the metrics: 0.5); ``None`` gives
+  no decision there (the app and ``cxrlab predict``: a card without thresholds shows no
   positive output, and a softmax model without its thresholds shows no class).
+* Not estimable (the card's :class:`~training.evaluation.thresholds.ThresholdRecord` has
+  the output with value None: too few validation patients): no decision for that output
+  whatever ``missing`` is; a two-class softmax whose positive class is not estimable shows
+  no class. A softmax of more than two classes with a record (method ``argmax``) is decided
+  by its argmax.
 * A row with a NaN probability (unreadable or refused image) has no positive output.
 """
 from __future__ import annotations
@@ -22,6 +27,8 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from training.evaluation.thresholds import ThresholdRecord
 
 KINDS: tuple[str, ...] = ("single", "multilabel")
 
@@ -31,9 +38,18 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"kind must be 'multilabel' or 'single', got {kind!r}")
 
 
-def output_thresholds(thresholds: Mapping[str, float] | None, names: Sequence[str], *,
+Thresholds = Mapping[str, float | None] | ThresholdRecord | None
+
+
+def output_thresholds(thresholds: Thresholds, names: Sequence[str], *,
                       missing: float | None) -> list[float | None]:
-    """Each output's threshold as given (e.g. the card's), else ``missing``."""
+    """Each output's threshold as given (e.g. the card's record), else ``missing``; None for
+    an output the record marks not estimable (``missing`` does not stand in for it)."""
+    if isinstance(thresholds, ThresholdRecord):
+        values = thresholds.values()
+        return [None if n in values and values[n] is None else
+                values[n] if n in values else None if missing is None else float(missing)
+                for n in names]
     given = thresholds or {}
     return [float(given[n]) if given.get(n) is not None else
             (None if missing is None else float(missing)) for n in names]
@@ -57,13 +73,15 @@ def single_label_classes(P: np.ndarray, thresholds: Any, names: Sequence[str]) -
     return P.argmax(axis=1) if len(P) else np.zeros(0, np.int64)
 
 
-def _single_decided(t: list[float | None]) -> bool:
-    """A softmax model is decided when its positive class (two classes), or any class
-    (argmax over more), has a threshold."""
-    return t[1] is not None if len(t) == 2 else any(v is not None for v in t)
+def _single_decided(thresholds: Thresholds, t: list[float | None]) -> bool:
+    """A softmax model is decided when its positive class (two classes) has a threshold; over
+    more classes (argmax) when the card has a record, or any class a threshold."""
+    if len(t) == 2:
+        return t[1] is not None
+    return isinstance(thresholds, ThresholdRecord) or any(v is not None for v in t)
 
 
-def decide(P: np.ndarray, kind: str, thresholds: Mapping[str, float] | None,
+def decide(P: np.ndarray, kind: str, thresholds: Thresholds,
            names: Sequence[str], *, missing: float | None) -> np.ndarray:
     """Boolean ``(N, C)``: which outputs are positive for each row of calibrated ``P``.
 
@@ -80,13 +98,13 @@ def decide(P: np.ndarray, kind: str, thresholds: Mapping[str, float] | None,
         out = P >= limits[None, :]
     else:
         out = np.zeros(P.shape, dtype=bool)
-        if _single_decided(t) and len(P):
+        if _single_decided(thresholds, t) and len(P):
             positive = {names[1]: t[1]} if len(names) == 2 else None
             out[np.arange(len(P)), single_label_classes(P, positive, names)] = True
     return out & known[:, None]
 
 
-def decision_thresholds(kind: str, thresholds: Mapping[str, float] | None, names: Sequence[str],
+def decision_thresholds(kind: str, thresholds: Thresholds, names: Sequence[str],
                         *, missing: float | None) -> list[float | None]:
     """The threshold :func:`decide` applies to each output, on that output's own scale.
 
@@ -103,3 +121,23 @@ def decision_thresholds(kind: str, thresholds: Mapping[str, float] | None, names
     if len(names) == 2:
         return [None, None] if t[1] is None else [1.0 - t[1], t[1]]
     return [None] * len(names)
+
+
+NO_THRESHOLDS = "the model card has no thresholds"
+
+
+def no_decision(kind: str, thresholds: Thresholds, names: Sequence[str]) -> dict[str, str]:
+    """``{output: why}`` for the outputs :func:`decide` (``missing=None``) gives no
+    positive/negative decision: every consumer shows their probability only, and says why."""
+    _check_kind(kind)
+    t = output_thresholds(thresholds, names, missing=None)
+    why = thresholds.not_estimable() if isinstance(thresholds, ThresholdRecord) else {}
+
+    def reason(name: str, whose: str = "") -> str:
+        return f"{whose}threshold not estimable ({why[name]})" if name in why else NO_THRESHOLDS
+
+    if kind == "multilabel":
+        return {n: reason(n) for n, v in zip(names, t) if v is None}
+    if _single_decided(thresholds, t):
+        return {}
+    return {n: reason(names[1], f"the {names[1]} ") if len(names) == 2 else NO_THRESHOLDS for n in names}

@@ -18,6 +18,7 @@ import pandas as pd
 
 from training.data.cache import ImageCache, default_cache_dir
 from training.data.formats import load_datasets
+from training.data.spec import DataSpec
 from training.data.splits import load_split, split_hash
 from training.data.tasks import get_task
 from training.errors import ModelCardError, SplitError
@@ -81,31 +82,25 @@ def _resolve(file: str | None, model_dir: Path) -> Path | None:
     return None
 
 
-def load_eval_set(card: ModelCard, model_dir: Path, data: Sequence[str], split: str | None = None,
-                  part: str = "test", external: bool = False, on_error: str = "raise",
-                  fmt: str = "auto", views: Sequence[str] | None = None,
-                  modalities: Sequence[str] | None = None) -> EvalSet:
+def load_eval_set(card: ModelCard, model_dir: Path, data: DataSpec, split: str | None = None,
+                  part: str = "test", external: bool = False) -> EvalSet:
     """Load ``data`` and choose the rows: a split part (internal) or everything (external).
 
-    ``views``/``modalities`` default to the ones the model was trained with (its card).
+    Views/modalities left to default are the ones the model was trained with (its card).
     """
-    trained = card.training
-    options = {"views": views if views is not None else trained.get("views"),
-               "modalities": modalities if modalities is not None else trained.get("modalities")}
-    ds = load_datasets(list(data), fmt=fmt, on_error=on_error,
-                       **{k: tuple(v) for k, v in options.items() if v is not None})
+    ds = load_datasets(data.for_model(DataSpec.from_dict(card.training.config)))
     sources = set(ds.meta["source"].astype(str))
-    trained_on = set(card.data.get("sources") or [])
+    trained_on = set(card.data.sources)
     new_source = bool(trained_on) and not (sources & trained_on)
     notes = [f"{len(ds.skipped)} rows of the data could not be loaded (listed in metrics.json)"] \
         if ds.skipped else []
     if external or (split is None and new_source):
         why = "requested" if external else f"sources {sorted(sources)} not used in training {sorted(trained_on)}"
         return EvalSet(ds, task_targets(ds, card), "external", None, None, ds, notes + [f"external test ({why})"])
-    split_path = Path(split) if split else _resolve(card.split.get("file"), model_dir)
+    split_path = Path(split) if split else _resolve(card.split.file, model_dir)
     if split_path is None:
         raise SplitError(f"{model_dir}: no split given and the model's split file "
-                         f"{card.split.get('file')!r} is missing. What to do: pass a "
+                         f"{card.split.name!r} is missing. What to do: pass a "
                          "split CSV, or mark the data as an external test set.")
     parts = load_split(split_path, ds)["part"].to_numpy()
     mask = parts == part
@@ -122,10 +117,10 @@ def load_eval_set(card: ModelCard, model_dir: Path, data: Sequence[str], split: 
 def training_split(card: ModelCard, model_dir: Path) -> pd.DataFrame | None:
     """The model's own split (path, patient, part), checked against the card's hash; or None."""
     info = card.split
-    path = _resolve(info.get("file"), model_dir)
+    path = _resolve(info.file, model_dir)
     if path is None:
         return None
-    if info.get("sha256") and split_hash(path) != info["sha256"]:
+    if info.sha256 and split_hash(path) != info.sha256:
         raise ModelCardError(f"{path}: the split file changed since the model was trained (SHA-256 "
                              f"differs from the card). What to do: restore the original split file; "
                              "without it the test set cannot be checked against the training data.")

@@ -5,7 +5,9 @@ Honesty rules enforced here:
 * the test images must not be images the model trained or validated on: matched by path,
   by patient id and by file content (SHA-256) against the model's own split; refused unless
   ``allow_overlap`` (then every output says so);
-* thresholds come from the validation part of the model's split (never from the test set);
+* thresholds come from the validation part of the model's split (never from the test set),
+  through the one post-training step (``evaluation.posttrain``), and only where it holds enough
+  positive and negative patients (else "not estimable": no decision for that output);
 * probabilities are calibrated by the card's calibration (or one refit on that validation
   part, for experiments) before thresholds and metrics; the report shows ECE before and after;
 * data from another source than training, without a split, is an **external** test;
@@ -29,13 +31,17 @@ from training.errors import ImageDecodeError, SplitError
 from training.evaluation import metrics as M
 from training.evaluation.bootstrap import attach_ci, bootstrap_metrics
 from training.evaluation.calibration import METHODS as CALIBRATION_METHODS
-from training.evaluation.calibration import Calibration, fit_calibration
+from training.evaluation.calibration import Calibration
+from training.evaluation.posttrain import PostTraining, post_train
 from training.evaluation.reliability import calibration_section
-from training.evaluation.predict import LoadedModel, load_models, predict_paths
+from training.evaluation.predict import predict_paths
 from training.evaluation.report import DECIMALS, render_evaluation
+from training.runtime import Runtime, load
 from training.models.card import ModelCard, update_card
-from training.evaluation.thresholds import choose_thresholds
+from training.evaluation.thresholds import MIN_PATIENTS, choose_record, thresholded_outputs
 from training.data.formats import load_datasets
+from training.data.spec import DataSpec
+from training.data.splits import split_hash
 from training.errors import CXRError
 from training.evaluation import plots
 
@@ -64,14 +70,12 @@ def _validation_rows(card: ModelCard, evs: EvalSet,
     mask = evs.full.meta["path"].astype(str).isin(val).to_numpy()
     if mask.any():
         return evs.full.subset(mask), "the evaluated data"
-    train_cfg = card.training
-    data = [d for d in train_cfg.get("data") or [] if Path(d).exists()]
+    trained = DataSpec.from_dict(card.training.config)
+    data = [d for d in trained.data if Path(d).exists()]
     if not data:
         return None
-
-    opts = {k: train_cfg[k] for k in ("views", "modalities") if train_cfg.get(k) is not None}
     try:
-        ds = load_datasets(data, fmt=train_cfg.get("fmt", "auto"), on_error="skip", **opts)
+        ds = load_datasets(trained.replace(data=data, on_error="skip"))
     except (CXRError, TypeError) as exc:
         log.warning("cannot load the training data for validation thresholds: %s", exc)
         return None
@@ -93,7 +97,7 @@ class ValidationPredictions:
         return int(len(self.Y))
 
 
-def validation_predictions(lm: LoadedModel, evs: EvalSet, seen: pd.DataFrame | None,
+def validation_predictions(lm: Runtime, evs: EvalSet, seen: pd.DataFrame | None,
                            batch_size: int = 32, cache: Any = None) -> ValidationPredictions | None:
     """Predictions on the validation images of the model's split; None when unavailable."""
     found = _validation_rows(lm.card, evs, seen)
@@ -106,48 +110,64 @@ def validation_predictions(lm: LoadedModel, evs: EvalSet, seen: pd.DataFrame | N
                                  patient_ids(val.meta)[ok], where)
 
 
-def _uses_validation(lm: LoadedModel, method: str) -> bool:
+def _uses_validation(lm: Runtime, method: str) -> bool:
     """Whether thresholds of ``method`` are chosen on validation (not argmax, not fixed)."""
-    return method != "fixed" and not (lm.kind == "single" and len(lm.outputs) != 2)
+    return method != "fixed" and bool(thresholded_outputs(lm.kind, lm.outputs))
 
 
-def thresholds_on(lm: LoadedModel, val: ValidationPredictions | None, method: str = "youden",
-                  target_sensitivity: float | None = None,
-                  calibration: Calibration | None = None) -> dict[str, Any]:
-    """Per-output thresholds chosen on ``val`` (through ``calibration`` when given), and how.
+def post_training(lm: Runtime, val: ValidationPredictions | None, calibration: str | Calibration,
+                  method: str = "youden", target_sensitivity: float | None = None,
+                  min_patients: int = MIN_PATIENTS) -> PostTraining | None:
+    """The post-training step on the model's validation part (None without it).
 
-    single (softmax) with more than two classes: argmax, no thresholds; with two classes, the
-    positive (second) class's threshold. No validation data: the card's thresholds, and the
-    result says so.
+    ``calibration``: "card" (the card's, kept), a method refit here, or a :class:`Calibration`.
     """
-    if lm.kind == "single" and len(lm.outputs) != 2:
-        return {"method": "argmax (softmax)", "source": None, "values": None}
-    label = f"{method}" if target_sensitivity is None else f"sensitivity >= {target_sensitivity}"
-    if method == "fixed":
-        return {"method": "fixed 0.5", "source": None, "values": {o: 0.5 for o in lm.outputs}}
     if val is None:
+        return None
+    cal = lm.calibration if calibration == "card" else calibration
+    return post_train(val.Y, val.P, lm.kind, lm.outputs, val.groups, calibration=cal,
+                      threshold_method=method, target_sensitivity=target_sensitivity,
+                      min_patients=min_patients)
+
+
+def thresholds_on(lm: Runtime, post: PostTraining | None, val: ValidationPredictions | None,
+                  method: str = "youden", target_sensitivity: float | None = None,
+                  calibration: Calibration | None = None) -> dict[str, Any]:
+    """The result's ``thresholds``: the record (``post``'s, chosen on validation), its sentence,
+    where it was fitted and the values metrics use (0.5 stands in where not estimable).
+
+    Fixed or argmax: no validation needed. No validation data: the card's record, said so.
+    """
+    source = None
+    if not _uses_validation(lm, method):
+        record = choose_record(None, None, lm.kind, lm.outputs, method=method,
+                               target_sensitivity=target_sensitivity,
+                               calibration=None if calibration is None else calibration.method)
+    elif post is None:
         log.warning("%s: no validation images available; using the card's thresholds", lm.name)
-        return {"method": f"from the model card ({lm.card.threshold_method or 'unknown method'}); "
-                          "validation images unavailable", "source": "card", "values": lm.thresholds()}
-    calibrated = calibration is not None and not calibration.is_identity
-    P = calibration.apply(val.P) if calibrated else val.P
-    outputs = lm.outputs[1:] if lm.kind == "single" else lm.outputs  # 2-class softmax: positive class
-    values, _ = choose_thresholds(val.Y, P, lm.outputs, outputs, method, target_sensitivity)
-    scale = " (on calibrated probabilities)" if calibrated else ""
-    return {"method": f"{label} on validation{scale}", "source": f"validation part of the model's "
-            f"split, from {val.where}", "n_validation": val.n, "values": values}
+        record, source = lm.card.thresholds, "card (validation images unavailable)"
+    else:
+        record, source = post.thresholds, f"validation part of the model's split, from {val.where}"
+    if record is None:
+        return {"method": "none in the model card", "source": source, "values": None, "record": None}
+    return {"method": record.describe(), "source": source, "n_validation": None if val is None else val.n,
+            "values": record.decided() or None, "not_estimable": record.not_estimable(),
+            "record": record.to_json()}
 
 
-def model_thresholds(lm: LoadedModel, evs: EvalSet, seen: pd.DataFrame | None,
+def model_thresholds(lm: Runtime, evs: EvalSet, seen: pd.DataFrame | None,
                      method: str = "youden", target_sensitivity: float | None = None,
                      batch_size: int = 32, cache: Any = None,
-                     calibration: Calibration | None = None) -> dict[str, Any]:
+                     calibration: Calibration | None = None,
+                     min_patients: int = MIN_PATIENTS) -> dict[str, Any]:
     """:func:`thresholds_on` the model's validation part (predicted here).
 
     Without ``calibration`` the thresholds are on the raw scale (for raw test probabilities).
     """
+    cal = calibration or Calibration.identity(lm.kind, lm.outputs, "raw scale")
     val = validation_predictions(lm, evs, seen, batch_size, cache) if _uses_validation(lm, method) else None
-    return thresholds_on(lm, val, method, target_sensitivity, calibration)
+    post = post_training(lm, val, cal, method, target_sensitivity, min_patients)
+    return thresholds_on(lm, post, val, method, target_sensitivity, cal)
 
 
 # ------------------------------------------------------------------ calibration
@@ -155,10 +175,10 @@ def model_thresholds(lm: LoadedModel, evs: EvalSet, seen: pd.DataFrame | None,
 NO_CARD_CALIBRATION = "none (the card has no calibration)"
 
 
-def resolve_calibration(lm: LoadedModel, method: str,
-                        val: ValidationPredictions | None) -> tuple[Calibration, str, str]:
+def resolve_calibration(lm: Runtime, method: str, val: ValidationPredictions | None,
+                        post: PostTraining | None) -> tuple[Calibration, str, str]:
     """``(calibration, method label, source)``: the card's (``"card"``) or, for experiments,
-    one refit with ``method`` on the model's validation part (``val``)."""
+    the one ``post`` refit with ``method`` on the model's validation part (``val``)."""
     if method == "card":
         if not lm.card.calibration:
             return Calibration.identity(lm.kind, lm.outputs, NO_CARD_CALIBRATION), NO_CARD_CALIBRATION, "card"
@@ -166,11 +186,11 @@ def resolve_calibration(lm: LoadedModel, method: str,
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"unknown calibration {method!r}; choose 'card' or one of "
                          f"{list(CALIBRATION_METHODS)}")
-    if val is None:
+    if val is None or post is None:
         raise SplitError(f"{lm.directory}: cannot refit the calibration ({method}): the model's "
                          "validation images are unavailable. What to do: pass the training data "
                          "(or its split), or use calibration='card'.")
-    cal = fit_calibration(val.Y, val.P, lm.kind, lm.outputs, method, groups=val.groups)
+    cal = post.calibration
     return cal, cal.method, (f"refit ({method}) on the validation part of the model's split, from "
                              f"{val.where} ({val.n} images); the card's calibration is not used")
 
@@ -280,40 +300,40 @@ def write_json(obj: Any, path: Path) -> Path:
     return io.write_text(path, json.dumps(rounded(obj), indent=2, allow_nan=False) + "\n")
 
 
-def evaluate_model(model_dir: str | Path, data: Sequence[str], split: str | None = None,
+def evaluate_model(model_dir: str | Path, data: DataSpec | Sequence[str], split: str | None = None,
                    part: str = "test", out_dir: str | Path = "evaluation", allow_overlap: bool = False,
                    external: bool = False, threshold_method: str = "youden",
                    target_sensitivity: float | None = None, n_boot: int = 1000,
-                   on_error: str = "raise", batch_size: int = 32, fmt: str = "auto",
-                   views: Sequence[str] | None = None, modalities: Sequence[str] | None = None,
-                   cache_dir: str | Path | None = None, calibration: str = "card") -> dict[str, Any]:
+                   batch_size: int = 32,
+                   cache_dir: str | Path | None = None, calibration: str = "card",
+                   min_patients: int = MIN_PATIENTS) -> dict[str, Any]:
     """Evaluate a saved model; writes ``metrics.json``, ``report.html`` and figures in ``out_dir``.
 
     See the module docstring for the rules. Returns the content of ``metrics.json`` (rounded).
-    Updates the card's ``metrics.test`` and ``test_set``. ``fmt``, ``views`` and
-    ``modalities`` are passed to the dataset loader (views/modalities default to the card's).
+    Updates the card's ``metrics.test`` and ``test_set``. ``data``: a DataSpec (paths alone:
+    default options; views/modalities left to default are the card's).
     Images go through the preprocessed-image cache (``cache_dir``, default the trainer's).
     ``calibration``: "card" (the card's; none if it has none) or a method of
     ``CHOICES["calibration"]`` refit on the model's validation part (experiments; the card's
-    calibration is left as it is). Thresholds and metrics use the calibrated probabilities.
+    calibration is left as it is). Thresholds and metrics use the calibrated probabilities;
+    a threshold needs ``min_patients`` positive and negative validation patients.
     """
 
     model_dir, out = Path(model_dir), Path(out_dir)
-    if isinstance(data, (str, Path)):
-        data = [str(data)]
-    lm = load_models([model_dir])[0]
-    evs = load_eval_set(lm.card, model_dir, data, split, part, external, on_error, fmt, views,
-                        modalities)
+    spec = DataSpec.of(data)
+    lm = load(model_dir)
+    evs = load_eval_set(lm.card, model_dir, spec, split, part, external)
     seen = training_split(lm.card, model_dir)
     overlap = check_overlap(evs.paths, list(evs.groups), seen, allow_overlap)
     cache = image_cache(cache_dir)
     needs_val = calibration != "card" or _uses_validation(lm, threshold_method)
     val = validation_predictions(lm, evs, seen, batch_size, cache) if needs_val else None
-    cal, cal_label, cal_source = resolve_calibration(lm, calibration, val)
-    thr = thresholds_on(lm, val, threshold_method, target_sensitivity, cal)
+    post = post_training(lm, val, calibration, threshold_method, target_sensitivity, min_patients)
+    cal, cal_label, cal_source = resolve_calibration(lm, calibration, val, post)
+    thr = thresholds_on(lm, post, val, threshold_method, target_sensitivity, cal)
     probs, errors = predict_paths([lm], evs.paths, batch_size, cache)
     skipped = [{"path": p, "reason": e} for p, e in zip(evs.paths, errors) if e is not None]
-    if skipped and on_error == "raise":
+    if skipped and spec.on_error == "raise":
         raise ImageDecodeError(f"{len(skipped)} test images cannot be read, e.g. {skipped[0]['reason']}",
                                hint="fix or remove them, or use on_error='skip' (they are then listed "
                                     "in the report)")
@@ -321,7 +341,7 @@ def evaluate_model(model_dir: str | Path, data: Sequence[str], split: str | None
     Y, raw, groups = evs.targets[ok], probs[0][ok], evs.groups[ok]
     P = cal.apply(raw)
     calib = calibration_result(cal, cal_label, cal_source, Y, raw, P, groups, n_boot)
-    result = _result(lm, evs, data, overlap, thr, skipped, Y, P, groups, n_boot, calib)
+    result = _result(lm, evs, spec.data, overlap, thr, skipped, Y, P, groups, n_boot, calib)
     out.mkdir(parents=True, exist_ok=True)
     result["figures"] = make_figures(Y, P, result, lm.outputs, out)
     result = rounded(result)
@@ -331,12 +351,12 @@ def evaluate_model(model_dir: str | Path, data: Sequence[str], split: str | None
     summary = {k: result[k] for k in ("test_set", "split", "part", "n_images", "n_patients",
                                       "thresholds", "metrics", "overlap")}
     summary["calibration"] = _ece_summary(result["calibration"])
-    update_card(model_dir, metrics={**(lm.card.metrics or {}), "test": summary},
-                test_set=evs.test_set)
+    summary["split_sha256"] = split_hash(evs.split) if evs.split else None
+    update_card(model_dir, metrics={**lm.card.metrics.to_json(), "test": summary})
     return result
 
 
-def _result(lm: LoadedModel, evs: EvalSet, data: Sequence[str], overlap: dict, thr: dict,
+def _result(lm: Runtime, evs: EvalSet, data: Sequence[str], overlap: dict, thr: dict,
             skipped: list, Y: np.ndarray, P: np.ndarray, groups: np.ndarray, n_boot: int,
             calibration: dict) -> dict:
     labelled = ~np.isnan(Y).all(axis=1)
@@ -345,7 +365,7 @@ def _result(lm: LoadedModel, evs: EvalSet, data: Sequence[str], overlap: dict, t
     return {
         "model": {"name": lm.name, "dir": str(lm.directory), "architecture": card.architecture,
                   "task": card.task, "kind": lm.kind, "outputs": lm.outputs,
-                  "transfer": card.transfer},
+                  "transfer": card.transfer.to_json()},
         "test_set": evs.test_set, "split": evs.split, "part": evs.part,
         "data": [str(d) for d in data],
         "n_images": int(len(Y)), "n_patients": int(pd.Series(groups).nunique()),

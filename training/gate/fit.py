@@ -9,15 +9,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import keras
 import numpy as np
 
 from training.config import config_keys, load_config
+from training.data.spec import KEYS, DataSpec
 from training.engine.feature_cache import compute_features
 from training.engine.prepare import prepare
-from training.gate.ood import OODGate, fit_gate, save_gate
+from training.gate.ood import GateRecord, OODGate, fit_gate, save_gate
 from training.gate.verdict import REFUSE_ALPHA
 from training.models.card import load_model, update_card
 from training.models.parts import feature_model, gate_layers
@@ -43,20 +44,22 @@ def fit_model_gate(model: keras.Model, train_images: np.ndarray, val_images: np.
     return gate
 
 
-def refit_gate(model_dir: str | Path, data: Sequence[str] | None = None,
-               batch_size: int = 32) -> dict[str, Any]:
-    """Fit the gate of a saved model on its split; writes ``gate.npz`` and the card's ``gate``."""
+def refit_gate(model_dir: str | Path, data: DataSpec | None = None,
+               batch_size: int = 32) -> GateRecord:
+    """Fit the gate of a saved model on its split; writes ``gate.npz`` and the card's ``gate``.
+
+    ``data``: what to read instead of the model's training data (see ``DataSpec.for_model``)."""
     d = Path(model_dir)
     model, card = load_model(d)
-    overrides: dict[str, Any] = {"split": card.split.get("file"), "out": str(d)}
-    if data:
-        overrides["data"] = list(data)
+    overrides: dict[str, Any] = {"split": card.split.file, "out": str(d)}
     config = d / "config.yaml"
     if config.is_file():
         cfg = load_config(config, overrides=overrides)
     else:
         cfg = load_config(None, overrides={**_card_config(card), **overrides})
-    cfg = dataclasses.replace(cfg, max_images=None)  # every training image describes the domain
+    spec = cfg.data_spec if data is None else data.for_model(cfg.data_spec)
+    # every training image describes the domain: no max_images
+    cfg = dataclasses.replace(cfg, max_images=None, **spec.to_dict())
     prep = prepare(cfg)
     gate = fit_model_gate(model, prep.images["train"], prep.images["val"], card.gradcam_layer,
                           batch_size)
@@ -68,5 +71,7 @@ def refit_gate(model_dir: str | Path, data: Sequence[str] | None = None,
 def _card_config(card: Any) -> dict[str, Any]:
     """The training config keys a card records (for models saved without config.yaml)."""
     # "feature_cache" in the card is the trainer's fact (bool), not the config's setting.
-    keys = set(config_keys()) - {"feature_cache"}
-    return {k: v for k, v in (card.training or {}).items() if k in keys and v is not None}
+    keys = set(config_keys()) - {"feature_cache"} - set(KEYS)
+    config = card.training.config
+    given = {k: v for k, v in config.items() if k in keys and v is not None}
+    return {**given, **DataSpec.from_dict(config).to_dict()}

@@ -88,12 +88,62 @@ class OODGate:
                             noise_variance=np.float64(self.noise_variance), **extra)
         return buffer.getvalue()
 
-    def card_entry(self, sha256: str) -> dict[str, Any]:
-        """The card's ``gate`` entry (the arrays stay in :data:`GATE_FILE`)."""
-        return {"method": METHOD, "file": GATE_FILE, "sha256": sha256,
-                "feature_layers": list(self.feature_layers), "threshold": float(self.threshold),
-                "warn_threshold": float(self.warn_threshold),
-                "n_components": int(len(self.variances)), "dim": int(len(self.mean)), **self.info}
+    def card_entry(self, sha256: str) -> GateRecord:
+        """The card's ``gate`` record (the arrays stay in :data:`GATE_FILE`)."""
+        return GateRecord.from_json({
+            "method": METHOD, "file": GATE_FILE, "sha256": sha256,
+            "feature_layers": list(self.feature_layers), "threshold": float(self.threshold),
+            "warn_threshold": float(self.warn_threshold),
+            "n_components": int(len(self.variances)), "dim": int(len(self.mean)), **self.info})
+
+
+@dataclass(frozen=True)
+class GateRecord:
+    """The card's ``gate`` entry: which file holds the statistics, its hash, the thresholds'
+    scale and what they were fitted on (``info``: fitted_on, thresholds_from, quantiles, ...)."""
+
+    file: str
+    threshold: float
+    warn_threshold: float
+    feature_layers: list[str] = field(default_factory=lambda: ["features"])
+    method: str = METHOD
+    sha256: str | None = None
+    n_components: int | None = None
+    dim: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> GateRecord:
+        """The record of a card's ``gate`` object (ValueError naming what is wrong)."""
+        if isinstance(raw, GateRecord):
+            return raw
+        if not isinstance(raw, dict):
+            raise ValueError(f"gate must be a JSON object, got {type(raw).__name__}")
+        bad = [k for k in ("threshold", "warn_threshold") if not _is_number(raw.get(k))]
+        if bad:
+            raise ValueError(f"gate {', '.join(bad)} must be numbers, got {[raw.get(k) for k in bad]!r}")
+        layers = raw.get("feature_layers") or [raw.get("feature_layer", "features")]
+        known = {"method", "file", "sha256", "feature_layers", "feature_layer", "threshold",
+                 "warn_threshold", "n_components", "dim"}
+        return cls(str(raw.get("file") or GATE_FILE), float(raw["threshold"]), float(raw["warn_threshold"]),
+                   [str(n) for n in layers], str(raw.get("method") or METHOD), raw.get("sha256"),
+                   raw.get("n_components"), raw.get("dim"),
+                   {k: v for k, v in raw.items() if k not in known})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "file": self.file, "sha256": self.sha256,
+                "feature_layers": list(self.feature_layers), "threshold": self.threshold,
+                "warn_threshold": self.warn_threshold, "n_components": self.n_components,
+                "dim": self.dim, **self.info}
+
+    @property
+    def fitted_on(self) -> dict[str, Any]:
+        """``{"train_images", "validation_images"}`` the gate was fitted on."""
+        return dict(self.info.get("fitted_on") or {})
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def fit_gate(train_features: np.ndarray, val_features: np.ndarray,
@@ -137,31 +187,31 @@ def fit_gate(train_features: np.ndarray, val_features: np.ndarray,
     return gate
 
 
-def save_gate(gate: OODGate, model_dir: str | os.PathLike) -> dict[str, Any]:
-    """Write ``gate.npz`` atomically; return the card's ``gate`` entry (with its SHA-256)."""
+def save_gate(gate: OODGate, model_dir: str | os.PathLike) -> GateRecord:
+    """Write ``gate.npz`` atomically; return the card's ``gate`` record (with its SHA-256)."""
     path = Path(model_dir) / GATE_FILE
     tio.write_bytes(path, gate.to_bytes())
     return gate.card_entry(tio.file_sha256(path))
 
 
-def load_gate(model_dir: str | os.PathLike, entry: dict[str, Any] | None) -> OODGate | None:
-    """The gate a card's ``gate`` entry describes (None when the card has none)."""
+def load_gate(model_dir: str | os.PathLike, entry: GateRecord | dict[str, Any] | None) -> OODGate | None:
+    """The gate a card's ``gate`` record describes (None when the card has none)."""
     if not entry:
         return None
-    path = Path(model_dir) / str(entry.get("file", GATE_FILE))
+    entry = GateRecord.from_json(entry)
+    path = Path(model_dir) / entry.file
     if not path.is_file():
         raise ModelCardError(f"{path}: the card's gate statistics are missing. What to do: copy "
                              "gate.npz with the model, or refit it (python -m training fit-gate).")
-    if entry.get("sha256") and tio.file_sha256(path) != entry["sha256"]:
+    if entry.sha256 and tio.file_sha256(path) != entry.sha256:
         raise ModelCardError(f"{path}: does not match the card (SHA-256 differs). What to do: "
                              "refit the gate (python -m training fit-gate).")
-    layers = entry.get("feature_layers") or [entry.get("feature_layer", "features")]
     with np.load(path) as z:
         return OODGate(mean=z["mean"].astype(np.float64), components=z["components"].astype(np.float64),
                        variances=z["variances"], noise_variance=float(z["noise_variance"]),
-                       threshold=float(entry["threshold"]), warn_threshold=float(entry["warn_threshold"]),
-                       feature_layers=[str(n) for n in layers],
+                       threshold=entry.threshold, warn_threshold=entry.warn_threshold,
+                       feature_layers=list(entry.feature_layers),
                        center=z["center"] if "center" in z else None,
                        scale=z["scale"] if "scale" in z else None,
                        reference=z["reference"] if "reference" in z else None,
-                       info={k: v for k, v in entry.items() if k in ("fitted_on", "thresholds_from")})
+                       info={k: v for k, v in entry.info.items() if k in ("fitted_on", "thresholds_from")})

@@ -23,12 +23,19 @@ import keras
 import training
 from training import io
 from training.errors import ModelCardError
+from training.evaluation.thresholds import ThresholdRecord
 from training.io import file_sha256, jsonable  # noqa: F401  (re-exported: older imports)
+from training.clinical.records import EncoderRecord
+from training.data.records import DataSummary, SplitRecord
+from training.evaluation.records import CalibrationRecord, CardMetrics, MetricSet, TestEvaluation
+from training.gate.ood import GateRecord
+from training.models.records import InitialisationRecord, PretrainingRecord, TrainingSummary, TransferRecord
+from training.preprocess import PreprocessConfig
 from training.models import layers, losses  # noqa: F401  registered for keras.saving.load_model
 from training.models.parts import count_params
 from training.models.registry import ARCHITECTURES
 
-CARD_VERSION = 1
+CARD_VERSION = 2  # 2: typed sections, thresholds as a record, test_set inside metrics.test
 MODEL_FILE, CARD_FILE = "model.keras", "card.json"
 REQUIRED_KEYS = ("card_version", "name", "architecture", "task", "kind", "outputs",
                  "input_size", "preprocessing", "gradcam_layer")
@@ -43,6 +50,8 @@ class ModelCard:
     read with :func:`read_card`/:func:`load_model` by the evaluation and the app. Keys a
     newer cxrlab added are kept in ``extra`` and written back unchanged. ``card[key]`` and
     ``card.get(key)`` read the JSON form (for templates and code written against card.json).
+    Every section is a typed record, validated on load (:data:`SECTIONS`); ``extra`` and
+    ``training.config`` are the only free-form parts.
     """
 
     name: str
@@ -51,23 +60,20 @@ class ModelCard:
     kind: str                                  # "single" (softmax) | "multilabel" (sigmoids)
     outputs: list[str]                         # output order
     input_size: int
-    preprocessing: dict[str, Any]              # training.preprocess.PreprocessConfig.to_dict()
+    preprocessing: PreprocessConfig
     gradcam_layer: str | None = None
-    transfer: dict[str, Any] = field(default_factory=dict)        # mode, weights (, note)
-    initialisation: dict[str, Any] | None = None                  # models.weights.describe_initialisation
-    training: dict[str, Any] = field(default_factory=dict)        # the resolved TrainConfig + run facts
-    split: dict[str, Any] = field(default_factory=dict)           # file, sha256, counts
-    data: dict[str, Any] = field(default_factory=dict)            # sources, counts, parts, skipped
-    thresholds: dict[str, float] | None = None                    # per output, chosen on validation,
-    #                                            on the calibrated scale when ``calibration`` is set
-    threshold_method: str | None = None
-    metrics: dict[str, Any] = field(default_factory=lambda: {"validation": {}, "test": {}})
-    test_set: str | None = None                # "internal" | "external" | None (not evaluated)
-    pretraining: dict[str, Any] | None = None  # a CXR-pretrained backbone: on what
-    metadata_features: list[str] | None = None  # clinical fusion: the metadata inputs, in order
-    metadata_encoder: dict[str, Any] | None = None  # clinical fusion: training.clinical encoder
-    calibration: dict[str, Any] | None = None  # training.evaluation.calibration.Calibration.to_json()
-    gate: dict[str, Any] | None = None         # training.gate.ood.OODGate.to_json(): feature-space OOD
+    transfer: TransferRecord = field(default_factory=TransferRecord)
+    initialisation: InitialisationRecord | None = None
+    training: TrainingSummary = field(default_factory=TrainingSummary)
+    split: SplitRecord = field(default_factory=SplitRecord)
+    data: DataSummary = field(default_factory=DataSummary)
+    thresholds: ThresholdRecord | None = None  # training.evaluation.thresholds (posttrain writes it)
+    metrics: CardMetrics = field(default_factory=CardMetrics)   # validation and test evaluation
+    pretraining: PretrainingRecord | None = None   # a CXR-pretrained backbone: on what
+    metadata_features: list[str] | None = None     # clinical fusion: the metadata inputs, in order
+    metadata_encoder: EncoderRecord | None = None  # clinical fusion: the fitted encoder
+    calibration: CalibrationRecord | None = None   # run by training.evaluation.calibration.Calibration
+    gate: GateRecord | None = None                 # feature-space OOD statistics (gate.npz)
     params: dict[str, int] | None = None
     versions: dict[str, str] | None = None
     created: str | None = None
@@ -77,36 +83,67 @@ class ModelCard:
 
     _OMIT_WHEN_NONE = ("pretraining", "metadata_features", "metadata_encoder", "calibration", "gate")
 
+    def __post_init__(self) -> None:
+        """Sections given as JSON (a dict) become their records, validated (ValueError)."""
+        if isinstance(self.preprocessing, dict):
+            self.preprocessing = PreprocessConfig.from_dict(self.preprocessing)
+        for key, record in SECTIONS.items():
+            value = getattr(self, key)
+            if value is None and key not in OPTIONAL_SECTIONS:
+                value = {}
+            setattr(self, key, None if value is None else record.from_json(value))
+
     @classmethod
     def from_json(cls, raw: dict, path: str | os.PathLike | None = None) -> ModelCard:
         """The card of a parsed ``card.json`` (validated: ModelCardError names ``path``)."""
         if isinstance(raw, ModelCard):
             return raw
         validate_card(raw, path)
+        raw = migrate(raw)
+        raw = {**raw, "thresholds": _thresholds_from_json(raw)}
+        raw.pop("threshold_method", None)  # version 1: its sentence is now inside the record
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        return cls(**{k: v for k, v in raw.items() if k in names},
-                   extra={k: v for k, v in raw.items() if k not in names})
+        try:
+            return cls(**{k: v for k, v in raw.items() if k in names},
+                       extra={k: v for k, v in raw.items() if k not in names})
+        except (ValueError, TypeError) as e:
+            where = f"{path}: " if path else ""
+            raise ModelCardError(f"{where}model card section {e}. What to do: re-save the model with "
+                                 "this cxrlab (or re-run the step that wrote that section).") from e
 
     def to_json(self) -> dict[str, Any]:
         """The ``card.json`` object (keys in a stable order, unknown keys kept)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        # through the records again: a section assigned as JSON after construction is validated too
+        prep = self.preprocessing
+        out["preprocessing"] = (PreprocessConfig.from_dict(prep) if isinstance(prep, dict) else prep).to_dict()
+        out.update({k: record.from_json(out[k]).to_json() for k, record in SECTIONS.items()
+                    if out[k] is not None})
+        if self.thresholds is not None:
+            out["thresholds"] = self.thresholds.to_json()
         for key in self._OMIT_WHEN_NONE:
             if out[key] is None:
                 del out[key]
         return {"card_version": out.pop("card_version"), **out, **self.extra}
 
     def threshold(self, output: str) -> float | None:
-        """The decision threshold of ``output`` (None before thresholds were chosen)."""
-        return None if self.thresholds is None else float(self.thresholds[output])
+        """The decision threshold of ``output`` (None: no decision, e.g. not estimable)."""
+        return None if self.thresholds is None else self.thresholds.values().get(output)
 
     @property
-    def test_metrics(self) -> dict[str, Any]:
-        """What ``evaluate`` stored (empty before any evaluation)."""
-        return (self.metrics or {}).get("test") or {}
+    def test_evaluation(self) -> TestEvaluation | None:
+        """What ``evaluate`` stored (None before any evaluation)."""
+        return self.metrics.test
 
     @property
-    def validation_metrics(self) -> dict[str, Any]:
-        return (self.metrics or {}).get("validation") or {}
+    def validation_metrics(self) -> MetricSet | None:
+        """The validation metrics of training (or of ``calibrate``); None without validation."""
+        return self.metrics.validation
+
+    @property
+    def test_set(self) -> str | None:
+        """"internal" | "external" | None (not evaluated)."""
+        return None if self.metrics.test is None else self.metrics.test.test_set
 
     def __getitem__(self, key: str) -> Any:
         data = self.to_json()
@@ -119,6 +156,37 @@ class ModelCard:
 
     def __contains__(self, key: object) -> bool:
         return key in self.to_json()
+
+
+#: The card's typed sections and their records (each: ``from_json`` validates, ``to_json``).
+SECTIONS: dict[str, Any] = {
+    "transfer": TransferRecord, "initialisation": InitialisationRecord, "training": TrainingSummary,
+    "split": SplitRecord, "data": DataSummary, "metrics": CardMetrics, "pretraining": PretrainingRecord,
+    "metadata_encoder": EncoderRecord, "calibration": CalibrationRecord, "gate": GateRecord}
+OPTIONAL_SECTIONS = ("initialisation", "pretraining", "metadata_encoder", "calibration", "gate")
+
+
+def migrate(raw: dict) -> dict:
+    """A parsed card.json of an older version in the current form (a copy; current ones as they are).
+
+    Version 1 -> 2: ``thresholds`` + the ``threshold_method`` sentence become one record
+    (:meth:`ThresholdRecord.from_v1`, the only reader of that sentence); the top-level
+    ``test_set`` moves into ``metrics.test`` (where evaluate also wrote it). The other
+    sections kept their JSON shape and are typed on load.
+    """
+    if raw.get("card_version", CARD_VERSION) >= CARD_VERSION:
+        return raw
+    out = dict(raw)
+    method = out.pop("threshold_method", None)
+    if out.get("thresholds") is not None:
+        record = ThresholdRecord.from_v1(out["thresholds"], method, out["kind"], out["outputs"])
+        out["thresholds"] = None if record is None else record.to_json()
+    test_set = out.pop("test_set", None)
+    metrics = dict(out.get("metrics") or {})
+    if metrics.get("test"):
+        metrics["test"] = {"test_set": test_set, **metrics["test"]}
+    out.update(metrics=metrics, card_version=CARD_VERSION)
+    return out
 
 
 def validate_card(card: dict, path: str | os.PathLike | None = None) -> dict:
@@ -151,7 +219,8 @@ def validate_card(card: dict, path: str | os.PathLike | None = None) -> dict:
     size = card["input_size"]
     if not isinstance(size, int) or size <= 0:
         fail(f"input_size must be a positive integer, got {size!r}")
-    prep_size = card["preprocessing"].get("size") if isinstance(card["preprocessing"], dict) else None
+    prep = card["preprocessing"]
+    prep_size = prep.get("size") if isinstance(prep, dict) else getattr(prep, "size", None)
     if prep_size != size:
         fail(f"input_size {size} != preprocessing.size {prep_size!r}")
     if not isinstance(card["gradcam_layer"], str) or not card["gradcam_layer"]:
@@ -160,8 +229,25 @@ def validate_card(card: dict, path: str | os.PathLike | None = None) -> dict:
     return card
 
 
+def _thresholds_from_json(raw: dict) -> ThresholdRecord | None:
+    """The record of a card's ``thresholds``: its JSON, or (version 1) a ``{output: value}``
+    dict + the ``threshold_method`` sentence, converted by :meth:`ThresholdRecord.from_v1`."""
+    t = raw.get("thresholds")
+    if t is None or isinstance(t, ThresholdRecord):
+        return t
+    if isinstance(t, dict) and isinstance(t.get("entries"), dict):
+        return ThresholdRecord.from_json(t, raw["outputs"])
+    return ThresholdRecord.from_v1(t, raw.get("threshold_method"), raw["kind"], raw["outputs"])
+
+
 def _validate_thresholds(thresholds: Any, outputs: list[str], fail) -> None:
-    if thresholds is None:
+    if thresholds is None or isinstance(thresholds, ThresholdRecord):
+        return
+    if isinstance(thresholds, dict) and isinstance(thresholds.get("entries"), dict):
+        try:
+            ThresholdRecord.from_json(thresholds, outputs)
+        except ValueError as exc:
+            fail(f"thresholds: {exc}")
         return
     if not isinstance(thresholds, dict) or set(thresholds) != set(outputs):
         keys = sorted(thresholds) if isinstance(thresholds, dict) else thresholds

@@ -181,10 +181,10 @@ def describe_initialisation(weights: str | os.PathLike | None) -> dict:
             "card_sha256": file_sha256(path / CARD_FILE)}
     pre = card.pretraining
     if pre:
-        sources = ", ".join(pre.get("sources") or pre.get("data") or [])
-        return {"kind": "cxr-pretrained", **info, "sources": pre.get("sources"), "images": pre.get("images"),
-                "summary": f"CXR-pretrained here on {sources} ({pre.get('images')} images, "
-                           f"{pre.get('task')}): {card.name}"}
+        sources = ", ".join(pre.sources or pre.data)
+        return {"kind": "cxr-pretrained", **info, "sources": pre.sources, "images": pre.images,
+                "summary": f"CXR-pretrained here on {sources} ({pre.images} images, "
+                           f"{pre.task}): {card.name}"}
     return {"kind": "cxrlab-model", **info,
             "summary": f"the backbone of cxrlab model {card.name} ({card.task})"}
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from training import io
-from training.config import opt
+from training.config import DataOptions, opt
 from training.errors import DataError
 from training.io import jsonable
 from training.semi.model import small_cnn
@@ -51,11 +51,9 @@ def _floats(value: Any) -> tuple[float, ...]:
 
 
 @dataclass
-class SemiConfig:
+class SemiConfig(DataOptions):
     """Everything one experiment run depends on (saved in results.json; every field a flag)."""
 
-    data: list[str] = opt(factory=list, help="dataset folder or CSV (repeat to combine several)",
-                          metavar="DIR", repeat=True)
     out: str = opt("semi-output", "output folder")
     task: str = opt("4class", "label set (single-label or multilabel task name)")
     fractions: tuple[float, ...] = opt(FRACTIONS, "labelled fractions of the train part, increasing "
@@ -75,14 +73,11 @@ class SemiConfig:
     split: str | None = opt(None, "a saved split CSV (default: make one, saved in OUT)")
     seed: int = opt(0, "random seed")
     n_boot: int = opt(1000, "bootstrap resamples for the CIs")
-    fmt: str = opt("auto", "dataset format: auto | ieee8023 | folder | csv", flag="--format")
-    on_error: str = opt("raise", "bad rows: raise or skip (and count them)")
     cache_dir: str | None = opt(None, "preprocessed-image cache (default ~/.cache/cxrlab)")
     widths: tuple[int, ...] = opt((16, 32, 64, 128), "channels of the small CNN's blocks", metavar="W,W,...")
 
     def __post_init__(self) -> None:
-        if isinstance(self.data, str):
-            self.data = [self.data]
+        super().__post_init__()
         fr = _floats(self.fractions)
         if not fr or any(not 0 < f <= 1 for f in fr) or list(fr) != sorted(set(fr)):
             raise ValueError(f"fractions must be increasing values in (0, 1], got {self.fractions!r}")
@@ -157,7 +152,7 @@ class Data:
 def load_data(cfg: SemiConfig) -> Data:
     """Dataset, split (saved as ``out/split.csv``), task targets and cached images."""
     task = get_task(cfg.task)
-    ds = cap_patients(load_datasets(cfg.data, fmt=cfg.fmt, on_error=cfg.on_error), cfg.max_images, cfg.seed)
+    ds = cap_patients(load_datasets(cfg.data_spec), cfg.max_images, cfg.seed)
     targets = task.encode(ds)
     split = load_split(cfg.split, ds) if cfg.split else make_split(ds, task, parts=cfg.parts, seed=cfg.seed)
     save_split(split, Path(cfg.out) / "split.csv")

@@ -218,7 +218,7 @@ def test_sr_carries_the_gate_warnings_and_caveats(sr):
     assert texts(ds, "No better than chance on its test set") == ["demo-resnet50: No Finding",
                                                                   "demo-vgg16: No Finding"]
     assert len(texts(ds, "Model input gate warning")) == 2
-    assert texts(ds, "Models disagree")[0].startswith("COVID-19: 1 of 2 models positive")
+    assert texts(ds, "Models disagree")[0].startswith("COVID-19: 1 of 2 deciding models positive")
     assert "mutually exclusive outputs both positive" in texts(ds, "Consistency flag")[0]
 
 

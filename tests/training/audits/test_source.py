@@ -69,11 +69,12 @@ def test_probe_on_identical_sources_is_near_chance(sources, tmp_path):
 
 def test_probe_split_is_patient_disjoint_and_reused_from_a_file(sources, tmp_path):
     from training.data.formats import load_datasets
+    from training.data.spec import DataSpec
     from training.data.splits import make_split, save_split
     from training.data.tasks import get_task
 
     data = [str(sources["dark"]), str(sources["bright"])]
-    ds = load_datasets(data)
+    ds = load_datasets(DataSpec(data))
     split = make_split(ds, get_task("pneumonia"), parts=(0.5, 0.0, 0.5), seed=3)
     path = save_split(split, tmp_path / "split.csv")
     r = S.source_probe(data, split_csv=path, out_dir=tmp_path, cache_dir=sources["cache"], **FAST)

@@ -7,6 +7,7 @@ import pytest
 from tests.helpers.images import write_image
 from training.data.dataset import PATHOLOGIES, CXRDataset
 from training.data.formats import FORMATS, combine, detect_format, load_dataset, load_datasets
+from training.data.spec import DataSpec
 from training.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared/data"
@@ -78,7 +79,7 @@ def test_unknown_format_name(tmp_path):
 
 def test_load_datasets_combines(tmp_path):
     paths = [make_ieee(tmp_path / "i"), make_folder(tmp_path / "k"), make_csv(tmp_path / "c")]
-    ds = load_datasets(paths, views=None)
+    ds = load_datasets(DataSpec(paths, views="all"))
     assert ds.name == "ieee8023+kermany+list" and len(ds) == 5
     assert list(ds.meta["source"]) == ["ieee8023"] * 2 + ["kermany"] * 2 + ["list"]
     assert all(p.split(":")[0] == s for p, s in zip(ds.meta["patient"], ds.meta["source"]))
@@ -106,6 +107,6 @@ def test_combine_aligns_pathologies_and_keeps_skipped():
 def test_shared_auto_and_combined():
     ieee, kermany = SHARED / "ieee8023-covid-chestxray", SHARED / "kermany-pneumonia"
     assert detect_format(ieee) == "ieee8023" and detect_format(kermany) == "folder"
-    ds = load_datasets([ieee, kermany], on_error="skip")
+    ds = load_datasets(DataSpec([ieee, kermany], on_error="skip"))
     assert ds.name == "ieee8023+kermany" and len(ds) == 555 + 4419
     assert ds.meta.groupby("source")["patient"].apply(lambda s: s.str.startswith(s.name + ":").all()).all()

@@ -132,8 +132,9 @@ def test_real_data_report_is_fast(tmp_path):
     if importlib.util.find_spec("training.data.formats") is None:
         pytest.skip("training.data.formats is not there yet")
     from training.data.formats import load_datasets
+    from training.data.spec import DataSpec
 
-    d = load_datasets(paths, on_error="skip")
+    d = load_datasets(DataSpec(paths, on_error="skip"))
     split = make_split(d, get_task("3class"))
     index = write_report(d, tmp_path, split=split)
     s = json.loads((tmp_path / "summary.json").read_text())

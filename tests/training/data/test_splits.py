@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from training.data.dataset import PATHOLOGIES, CXRDataset
+from training.data.spec import DataSpec
 from training.data.splits import (
     check_patient_disjoint,
     fold_parts,
@@ -316,7 +317,7 @@ def test_real_ieee8023_plus_kermany_3class_split_is_stratified():
     paths = [SHARED / "ieee8023-covid-chestxray", SHARED / "kermany-pneumonia"]
     if not all(p.is_dir() for p in paths):
         pytest.skip("shared data absent")
-    d = _loader().load_datasets(paths, on_error="skip")
+    d = _loader().load_datasets(DataSpec(paths, on_error="skip"))
     df = make_split(d, get_task("3class"), seed=0)
     assert (_parts_of_patients(df) == 1).all() and len(df) == len(d)
     assert (df["stratum"] == "unlabelled").any()  # e.g. ieee8023 "todo" rows, kept
@@ -424,7 +425,7 @@ def test_real_ieee8023_plus_kermany_has_no_identical_content_across_parts():
     paths = [SHARED / "ieee8023-covid-chestxray", SHARED / "kermany-pneumonia"]
     if not all(p.is_dir() for p in paths):
         pytest.skip("shared data absent")
-    d = _loader().load_datasets(paths, on_error="skip", views=None)  # every view: the jumbo pair too
+    d = _loader().load_datasets(DataSpec(paths, on_error="skip", views="all"))  # every view: the jumbo pair too
     digests = file_digests(d.meta["path"].tolist())
     assert pd.Series(digests).dropna().duplicated().sum() > 10  # the data do hold duplicates
     for seed in (0, 1):

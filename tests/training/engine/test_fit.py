@@ -50,23 +50,28 @@ def test_frozen_feature_cache_learns_and_saves(folder, cache, tmp_path, caplog):
     assert card["training"]["feature_cache"] is True and card["training"]["arch"] == "vgg16"
     assert card["split"]["file"].endswith("split.csv") and len(card["split"]["sha256"]) == 64
     assert sum(card["split"]["counts"].values()) == 2 * N_PER_CLASS
-    assert set(card["thresholds"]) == {"Normal", "Pneumonia"} and "youden" in card["threshold_method"]
+    # ~5 validation patients a class: below the default 10, the threshold is not estimable
+    thresholds = card["thresholds"]
+    assert thresholds["method"] == "youden" and set(thresholds["entries"]) == {"Pneumonia"}
+    entry = thresholds["entries"]["Pneumonia"]
+    assert entry["status"] == "not_estimable" and entry["value"] is None and card.threshold("Pneumonia") is None
+    assert entry["positive_images"] + entry["negative_images"] == card["metrics"]["validation"]["n_images"]
     assert card["metrics"]["validation"]["n_images"] > 0
     assert (out / "config.yaml").is_file() and not (out / "backup").exists()
     # The point-of-use parts: a calibration and an OOD gate fitted on this run's own split.
-    assert card.calibration["kind"] == "single" and card.calibration["method"] == "temperature"
+    assert card.calibration.kind == "single" and card.calibration.method == "temperature"
     from training.gate.ood import load_gate
 
     gate = load_gate(out, card.gate)
-    assert card.gate["fitted_on"]["validation_images"] == card["metrics"]["validation"]["n_images"]
-    assert card.gate["feature_layers"][0] == "features" and len(card.gate["feature_layers"]) == 3
+    assert card.gate.fitted_on["validation_images"] == card["metrics"]["validation"]["n_images"]
+    assert card.gate.feature_layers[0] == "features" and len(card.gate.feature_layers) == 3
     assert gate.warn_threshold <= gate.threshold
     # `fit-gate` refits it for a saved model from the run's config: the same statistics.
     from training.cli import main
 
     assert main(["fit-gate", "--model", str(out)]) == 0
     refit = load_model(out)[1].gate
-    assert refit["threshold"] == pytest.approx(card.gate["threshold"], rel=1e-4)
+    assert refit.threshold == pytest.approx(card.gate.threshold, rel=1e-4)
     assert (out / "fit-gate.config.yaml").is_file()
 
     split = pd.read_csv(out / "split.csv")

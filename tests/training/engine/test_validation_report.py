@@ -1,4 +1,5 @@
-"""The card's validation metrics use the same decision rule as ``evaluate``."""
+"""The trainer's post-training step: the card's validation metrics use the same decision rule
+as ``evaluate``; thresholds on the calibrated scale, only where enough patients."""
 from types import SimpleNamespace
 
 import keras
@@ -24,10 +25,11 @@ def test_two_class_softmax_validation_uses_the_positive_threshold():
     images = np.broadcast_to((p_pos * 255).round()[:, None, None, None], (6, 4, 4, 3)).astype("uint8")
     prep = SimpleNamespace(targets=y, index={"val": np.arange(6)}, images={"val": images},
                            classes=["Normal", "Pneumonia"], task=SimpleNamespace(kind="single"))
-    metrics, thresholds, method, _ = validation_report(_fixed_scores_model(), prep, batch_size=3,
-                                                       calibration="none")
-    assert 0.2 < thresholds["Pneumonia"] <= 0.30 and "youden" in method
-    assert metrics["accuracy"] == 1.0  # the positive-class threshold separates them
+    post = validation_report(_fixed_scores_model(), prep, batch_size=3, calibration="none",
+                             min_patients=3)
+    assert 0.2 < post.thresholds.values()["Pneumonia"] <= 0.30 and "youden" in post.thresholds.describe()
+    assert set(post.thresholds.entries) == {"Pneumonia"}  # the positive class only
+    assert post.metrics["accuracy"] == 1.0  # the positive-class threshold separates them
     argmax = compute_metrics(y, np.stack([1 - p_pos, p_pos], 1), "single", prep.classes, None)
     assert argmax["accuracy"] == 0.5  # what the card used to report
 
@@ -50,16 +52,18 @@ def test_validation_report_calibrates_and_thresholds_on_the_calibrated_scale():
     prep = SimpleNamespace(targets=y, index={"val": np.arange(60)}, images={"val": images},
                            classes=["Normal", "Pneumonia"], task=SimpleNamespace(kind="single"))
     model = _fixed_scores_model()
-    metrics, thresholds, method, cal = validation_report(model, prep, batch_size=8)
+    post = validation_report(model, prep, batch_size=8)
+    metrics, thresholds, cal = post.metrics, post.thresholds.values(), post.calibration
     assert cal.method == "temperature" and cal.params["temperature"] > 1  # over-confident scores
-    assert "calibrated by temperature" in method
+    assert "calibrated by temperature" in post.thresholds.describe()
     raw = np.asarray(model.predict(images, verbose=0))
     calibrated = cal.apply(raw)
     assert cal.validation_ece["macro"]["calibrated"] < cal.validation_ece["macro"]["raw"]
     want = compute_metrics(y, calibrated, "single", prep.classes, thresholds)
     assert metrics["accuracy"] == want["accuracy"] and metrics["loss"] < metrics["loss_uncalibrated"]
-    _, raw_thresholds, _, identity = validation_report(model, prep, 8, calibration="none")
-    assert identity.is_identity
+    plain = validation_report(model, prep, 8, calibration="none")
+    raw_thresholds = plain.thresholds.values()
+    assert plain.calibration.is_identity and plain.thresholds.scale == "raw"
     # the same cut between images, on each scale
     cut = raw[:, 1] >= raw_thresholds["Pneumonia"]
     assert (cut == (calibrated[:, 1] >= thresholds["Pneumonia"])).all()
@@ -70,6 +74,9 @@ def test_no_validation_images_gives_identity_with_reason():
     prep = SimpleNamespace(targets=np.zeros((0, 2), "float32"), index={"val": np.arange(0)},
                            images={"val": np.zeros((0, 4, 4, 3), "uint8")},
                            classes=["Normal", "Pneumonia"], task=SimpleNamespace(kind="single"))
-    _, thresholds, _, cal = validation_report(_fixed_scores_model(), prep, 3)
-    assert cal.is_identity and "no validation images" in cal.chosen_by
-    assert thresholds == {"Normal": 0.5, "Pneumonia": 0.5}
+    post = validation_report(_fixed_scores_model(), prep, 3)
+    assert post.calibration.is_identity and "no validation images" in post.calibration.chosen_by
+    assert post.thresholds.values() == {"Pneumonia": None}  # not estimable: no decision, not 0.5
+    entry = post.thresholds.entries["Pneumonia"]
+    assert entry.status.value == "not_estimable" and entry.positive_patients == 0
+    assert post.metrics == {}

@@ -67,12 +67,13 @@ def save_tiny(root: Path, name: str, kind: str, outputs: list[str], task: str, s
 def world(tmp_path_factory):
     """Kermany-like data, its split, a single-label and a multilabel model, external data."""
     from training.data.formats import load_datasets
+    from training.data.spec import DataSpec
     from training.data.splits import make_split, save_split
     from training.data.tasks import get_task
 
     root = tmp_path_factory.mktemp("eval")
     data = make_kermany(root / "kermany", 30)
-    ds = load_datasets([str(data)])
+    ds = load_datasets(DataSpec(str(data)))
     split = save_split(make_split(ds, get_task("pneumonia"), parts=(0.5, 0.25, 0.25), seed=0),
                        root / "split.csv")
     models = root / "models"

@@ -26,6 +26,10 @@ def test_compare_two_models(world, tmp_path):
     assert np.isnan(df.loc[0, "macro AUC diff vs best"]) and df.loc[1, "macro AUC diff vs best"] > 0
     data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert data["best"] == "single" and set(data["paired"]) == {"inverted"}
+    # compare.json keeps estimates as objects; the CSV's flat columns come from the same numbers
+    auc = data["models"][0]["estimates"]["macro"]["roc_auc"]
+    assert set(auc) == {"value", "low", "high"} and auc["value"] == pytest.approx(df.loc[0, "macro: roc_auc"], abs=1e-4)
+    assert set(data["models"][0]["estimates"]) >= {"Normal", "Pneumonia", "macro", "overall"}
     html = (tmp_path / "cmp" / "compare.html").read_text()
     assert f"{data['paired']['inverted']['diff']:.4f}" in html and "Research tool" in html
     for f in data["figures"]:

@@ -4,6 +4,7 @@ import shutil
 import pandas as pd
 import pytest
 
+from training.data.splits import split_hash
 from training.errors import SplitError
 from training.evaluation.evaluate import evaluate_model
 from training.evaluation.metrics import METRIC_NAMES
@@ -37,7 +38,7 @@ def test_internal_evaluation_outputs(world, internal):
     auc = result["metrics"]["per_output"]["Pneumonia"]["roc_auc"]
     assert auc["low"] <= auc["value"] <= auc["high"] and auc["value"] > 0.5
     card = read_card(model)
-    assert card["test_set"] == "internal"
+    assert card.test_set == "internal" and card.test_evaluation.split_sha256 == split_hash(world["split"])
     assert card["metrics"]["test"]["metrics"]["accuracy"] == result["metrics"]["accuracy"]
 
 
@@ -86,20 +87,20 @@ def test_other_source_without_split_is_external(world, tmp_path):
     model = _copy_model(world["single"], tmp_path / "model")
     r = evaluate_model(model, [world["external"]], out_dir=tmp_path / "r", n_boot=50)
     assert r["test_set"] == "external" and r["split"] is None and r["n_images"] == 12
-    assert read_card(model)["test_set"] == "external"
+    assert read_card(model).test_set == "external"
     assert "external" in (tmp_path / "r" / "report.html").read_text()
 
 
 def test_multilabel_thresholds_from_validation(world, tmp_path):
     model = _copy_model(world["multi"], tmp_path / "model")
     r = evaluate_model(model, [world["data"]], out_dir=tmp_path / "r", n_boot=50,
-                       threshold_method="youden")
+                       threshold_method="youden", min_patients=2)  # the tiny split: 3-4 a class
     split = pd.read_csv(world["split"])
     assert r["thresholds"]["method"] == "youden on validation"
     assert r["thresholds"]["n_validation"] == (split["part"] == "val").sum()
     assert r["metrics"]["per_output"]["Pneumonia"]["threshold"] == r["thresholds"]["values"]["Pneumonia"]
     assert "youden on validation" in (tmp_path / "r" / "report.html").read_text()
     r2 = evaluate_model(model, [world["data"]], out_dir=tmp_path / "r2", n_boot=50,
-                        target_sensitivity=0.99)
+                        target_sensitivity=0.99, min_patients=2)
     assert r2["thresholds"]["method"].startswith("sensitivity >= 0.99")
     assert r2["thresholds"]["values"]["Pneumonia"] <= r["thresholds"]["values"]["Pneumonia"]

@@ -69,7 +69,9 @@ def test_unreadable_file_reported_in_error_column_and_log(world, folder, caplog)
 def test_columns_single_multi_and_several_models(world, folder):
     one = predict_files([world["single"]], [folder / "a" / "sub1"])
     assert list(one.columns) == ["path", "gate", "gate_reasons", "prob_Normal", "prob_Pneumonia",
-                                 "raw_prob_Normal", "raw_prob_Pneumonia", "pred", "ood_score", "error"]
+                                 "raw_prob_Normal", "raw_prob_Pneumonia", "pred", "decision_note",
+                                 "ood_score", "error"]
+    assert one["decision_note"].isna().all()  # every output decided: nothing to explain
     np.testing.assert_allclose(one[["prob_Normal", "prob_Pneumonia"]].sum(axis=1), 1, atol=1e-5)
     assert set(one["pred"]) <= {"Normal", "Pneumonia"}
     two = predict_files([world["single"], world["multi"]], [folder / "a" / "sub1"])
@@ -103,15 +105,15 @@ def test_predict_writes_the_gate_verdict_and_withholds_refused_probabilities(wor
     assert np.isfinite(df.loc[str(ok), "prob_Normal"])
 
 
-def test_predicted_findings_follow_the_card_and_the_single_label_rule(world):
-    """``pred`` is the app's decision (training.evaluation.decision.decide), not p >= 0.5."""
-    from training.evaluation.predict import load_models, predicted_findings
+def test_pred_follows_the_card_and_the_single_label_rule(world):
+    """``pred`` is the app's decision (training.runtime: decide on the card's thresholds)."""
+    from training.runtime import load_all
 
-    single, multi = load_models([world["single"], world["multi"]])
+    single, multi = load_all([world["single"], world["multi"]])   # no calibration: raw = calibrated
     single.card.thresholds = {"Normal": 0.6, "Pneumonia": 0.8}     # "Normal" 0.6: not used
     P = np.array([[0.45, 0.55], [0.15, 0.85], [np.nan, np.nan]])
-    assert predicted_findings(P, single) == ["Normal", "Pneumonia", None]
+    assert single.interpret(P).findings() == ["Normal", "Pneumonia", None]
     multi.card.thresholds = {"No Finding": 0.3, "Pneumonia": 0.8}
-    assert predicted_findings(np.array([[0.35, 0.75], [0.2, 0.85]]), multi) == ["No Finding", "Pneumonia"]
-    multi.card.thresholds = None               # no thresholds in the card: 0.5 (the app: no decision)
-    assert predicted_findings(np.array([[0.55, 0.45]]), multi) == ["No Finding"]
+    assert multi.interpret(np.array([[0.35, 0.75], [0.2, 0.85]])).findings() == ["No Finding", "Pneumonia"]
+    multi.card.thresholds = None               # no thresholds in the card: no decision (as the app)
+    assert multi.interpret(np.array([[0.55, 0.45]])).findings() == [None]

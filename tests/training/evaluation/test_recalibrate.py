@@ -19,14 +19,15 @@ def calibrated(world, tmp_path_factory):
     """A copy of the single-label tiny model calibrated with the `calibrate` command."""
     model = tmp_path_factory.mktemp("recal") / "model"
     shutil.copytree(world["single"], model)
-    assert main(["calibrate", "--model", str(model), "--method", "temperature"]) == 0
+    assert main(["calibrate", "--model", str(model), "--method", "temperature",
+                 "--min-threshold-patients", "2"]) == 0  # the tiny split: 3-4 patients a class
     return model
 
 
 @pytest.fixture(scope="module")
 def evaluated(world, calibrated, tmp_path_factory):
     out = tmp_path_factory.mktemp("recal_eval")
-    return out, evaluate_model(calibrated, [world["data"]], out_dir=out, n_boot=100)
+    return out, evaluate_model(calibrated, [world["data"]], out_dir=out, n_boot=100, min_patients=2)
 
 
 def test_calibrate_command_updates_the_card(world, calibrated):
@@ -36,9 +37,22 @@ def test_calibrate_command_updates_the_card(world, calibrated):
     assert cal.method == "temperature" and cal.params["temperature"] != 1.0
     assert cal.fitted_on["n_images"] > 0
     assert card.thresholds != before.thresholds  # re-chosen on the calibrated scale
-    assert "youden" in card.threshold_method and "calibrated" in card.threshold_method
-    assert "calibrated" in card.metrics["validation"]["note"]
+    assert card.thresholds.method.value == "youden" and card.thresholds.calibration == "temperature"
+    assert card.thresholds.min_patients == 2  # --min-threshold-patients came through
+    assert card.thresholds.entries["Pneumonia"].status.value == "chosen"
+    assert "calibrated by temperature" in card.thresholds.describe()
+    assert "calibrated" in card.metrics.to_json()["validation"]["note"]
     assert (calibrated / "calibrate.config.yaml").is_file()
+
+
+def test_calibrate_with_too_few_validation_patients_records_not_estimable(world, tmp_path):
+    model = tmp_path / "few"
+    shutil.copytree(world["single"], model)
+    recalibrate(model, data=[world["data"]], method="temperature")  # default: 10 patients a class
+    entry = read_card(model).thresholds.entries["Pneumonia"]
+    assert entry.status.value == "not_estimable" and entry.value is None
+    assert 0 < entry.positive_patients < 10 and "at least 10" in entry.reason
+    assert read_card(model).threshold("Pneumonia") is None
 
 
 def test_recalibrate_multilabel_auto_uses_platt_with_few_positives(world, tmp_path):
@@ -47,7 +61,7 @@ def test_recalibrate_multilabel_auto_uses_platt_with_few_positives(world, tmp_pa
     cal = recalibrate(model, data=[world["data"]])
     assert cal.kind == "multilabel" and set(cal.params) == {"No Finding", "Pneumonia"}
     assert all(v["method"] == "platt" and "overfit" in v["why"] for v in cal.params.values())
-    assert read_card(model).calibration == cal.to_json()
+    assert read_card(model).calibration.to_json() == cal.to_json()
 
 
 def test_evaluation_reports_ece_before_and_after(calibrated, evaluated):
@@ -63,7 +77,7 @@ def test_evaluation_reports_ece_before_and_after(calibrated, evaluated):
     assert cal["before"]["Pneumonia"]["ece"] != cal["after"]["Pneumonia"]["ece"]
     for f in ("reliability_raw.png", "reliability_calibrated.png"):
         assert (out / f).is_file()
-    summary = read_card(calibrated).test_metrics["calibration"]
+    summary = read_card(calibrated).metrics.to_json()["test"]["calibration"]
     assert summary["method"] == "temperature" and set(summary) == {"method", "source", "before", "after"}
     assert summary["after"]["macro"] == cal["after"]["macro"]["ece"]
     assert "calibrated" in r["thresholds"]["method"]
@@ -105,5 +119,5 @@ def test_predict_files_writes_calibrated_and_raw_columns(world, calibrated):
     assert not np.allclose(raw, prob)
     np.testing.assert_allclose(prob, cal.apply(raw), atol=1e-12)
     np.testing.assert_allclose(prob.sum(axis=1), 1, atol=1e-9)
-    t = read_card(calibrated).thresholds["Pneumonia"]
+    t = read_card(calibrated).threshold("Pneumonia")
     assert list(df["pred"]) == ["Pneumonia" if v >= t else "Normal" for v in prob[:, 1]]

@@ -41,7 +41,8 @@ def test_p_values_are_conformal_against_the_validation_scores():
 def test_save_and_load_round_trip_checks_the_hash(tmp_path):
     gate = ood.fit_gate(features(100), features(50, seed=1), n_components=4)
     entry = ood.save_gate(gate, tmp_path)
-    assert entry["file"] == ood.GATE_FILE and len(entry["sha256"]) == 64
+    assert entry.file == ood.GATE_FILE and len(entry.sha256) == 64
+    assert ood.GateRecord.from_json(entry.to_json()) == entry  # the card's JSON form round-trips
     loaded = ood.load_gate(tmp_path, entry)
     x = features(10, seed=7)
     np.testing.assert_allclose(loaded.score(x), gate.score(x), rtol=1e-5)

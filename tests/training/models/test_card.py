@@ -210,11 +210,12 @@ def test_update_card_is_atomic_and_validated(tmp_path, saved):
     d.mkdir()
     (d / "card.json").write_text((src / "card.json").read_text())
     (d / "model.keras").symlink_to(src / "model.keras")  # the card is what changes
-    card = update_card(d, metrics={"test": {"auc": np.float32(0.9), "ece": float("nan")}},
-                       test_set="internal")
+    card = update_card(d, metrics={"validation": {"auc": np.float32(0.9), "ece": float("nan")},
+                                   "test": {"test_set": "internal", "metrics": {}}})
     on_disk = read_card(d)
-    assert on_disk.to_json() == card.to_json() | {"metrics": {"test": {"auc": pytest.approx(0.9), "ece": None}}}
-    assert on_disk["test_set"] == "internal"
+    assert on_disk == card and on_disk.test_set == "internal"
+    assert on_disk.validation_metrics.get("auc").value == pytest.approx(0.9)
+    assert on_disk["metrics"]["validation"]["ece"] is None  # NaN is not JSON: n/a
     assert sorted(p.name for p in d.iterdir()) == ["card.json", "model.keras"]
     text = (d / "card.json").read_text()
     with pytest.raises(ModelCardError, match="thresholds keys"):
