@@ -28,7 +28,8 @@ LAYERS = [
      "training.runtime"},  # one saved model, loaded and used (calibration, decision, gate)
     {"training.engine", "training.explain",
      "training.gate.fit"},  # fitting a model's gate runs the engine's feature extraction
-    {"training.audits", "training.clinical", "training.semi", "training.pretrain"},
+    {"training.audits", "training.clinical", "training.semi", "training.pretrain",
+     "training.evaluation.cross_collection"},  # trains a model per fold: built on the trainer
     {"training.demo"},
     {"training.cli", "training.commands", "training.flags", "training.__main__"},
     {"app"},

@@ -256,6 +256,36 @@ class Compare(DataCommand):
 
 
 @dataclass
+class CrossCollection(DataCommand):
+    """Leave one collection out: train on all but one --data collection, test on the one left
+    out (external): per pathology ROC-AUC with patient-bootstrap CIs, one table."""
+
+    NAME: ClassVar[str] = "cross-collection"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("data", "out")
+    config: str | None = opt(None, "YAML training recipe (TrainConfig keys; flags override it)")
+    task: str | None = opt(None, "label set (default multilabel)")
+    arch: str | None = opt(None, "backbone (default resnet50)")
+    mode: str | None = opt(None, "frozen | finetune | scratch (default frozen)")
+    img_size: int | None = opt(None, "input size in px (default: the backbone's own)")
+    epochs: int | None = opt(None, "epochs per fold (default 10)")
+    batch_size: int | None = opt(None, "batch size (default 32)")
+    seed: int | None = opt(None, "seed of each fold's split and training (default 0)")
+    max_images: int | None = opt(None, "cap on each fold's training images")
+    cache_dir: str | None = opt(None, CACHE_HELP)
+    n_boot: int = opt(1000, "bootstrap resamples for the CIs")
+    out: str | None = opt(None, "output folder")
+
+    def run(self) -> int:
+        from training.evaluation.cross_collection import RECIPE, cross_collection, recipe  # only what this command runs
+
+        cfg = recipe(self.config, self.data_spec, **{k: getattr(self, k) for k in RECIPE})
+        result = cross_collection(self.data_spec, cfg, self.out, n_boot=self.n_boot)
+        save_resolved(self, self.out, "cross-collection.config.yaml")
+        print(f"cross-collection: {Path(self.out) / 'cross_collection.md'} ({len(result['folds'])} folds)")
+        return 0
+
+
+@dataclass
 class Models(Command):
     """List the architectures with input size and parameter counts."""
 
@@ -364,4 +394,5 @@ class Serve(Command):
 
 #: The commands above, by name, in the order ``--help`` lists them.
 COMMANDS: dict[str, type[Command]] = {c.NAME: c for c in (
-    Report, Split, Predict, Evaluate, Calibrate, FitGate, Compare, Models, Download, Shortcuts, Serve)}
+    Report, Split, Predict, Evaluate, Calibrate, FitGate, Compare, CrossCollection, Models, Download,
+    Shortcuts, Serve)}

@@ -9,7 +9,8 @@ from typing import Any, Callable
 import yaml
 
 from training import io
-from training.data.spec import FORMAT_CHOICES, ON_ERROR_CHOICES, DataSpec, split_commas
+from training.data.spec import (FORMAT_CHOICES, LABELER_CHOICES, ON_ERROR_CHOICES,
+                                UNCERTAIN_CHOICES, DataSpec, split_commas)
 from training.errors import CXRError
 from training.evaluation.thresholds import METHODS as THRESHOLD_METHODS, MIN_PATIENTS, MIN_PATIENTS_HELP
 from training.preprocess import PreprocessConfig
@@ -20,6 +21,8 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "balance": ("class_weight", "sampler", "none"),
     "fmt": FORMAT_CHOICES,  # data.spec
     "on_error": ON_ERROR_CHOICES,  # data.spec
+    "uncertain": UNCERTAIN_CHOICES,  # data.spec
+    "labeler": LABELER_CHOICES,  # data.spec
     "feature_cache": ("auto", "on", "off"),
     "mixed_precision": ("auto", "on", "off"),
     "resize": ("pad", "crop"),
@@ -57,7 +60,9 @@ class DataOptions:
 
     data: list[str] = opt(factory=list, help="dataset folder or CSV (repeat to combine several)",
                           metavar="DIR", repeat=True)
-    fmt: str = opt("auto", "dataset format", flag="--format")
+    fmt: str = opt("auto", "dataset format (auto: detected from the folder; collections: nih, "
+                   "chexpert, rsna, covidx, mimic, padchest; docs/collections.md)",
+                   flag="--format")
     views: list[str] | None = opt(None, "ieee8023 views to keep, comma-separated, or 'all' "
                                   "(default PA,AP,AP Supine)", metavar="V1,V2")
     modalities: list[str] | None = opt(None, "ieee8023 modalities to keep, comma-separated, or "
@@ -65,19 +70,28 @@ class DataOptions:
     on_error: str = opt("raise", "bad rows (missing or unreadable images, unknown labels): stop "
                         "(raise) or skip them and list them in the report (command line "
                         "default: skip)")
+    pathologies: list[str] | None = opt(None, "outputs to keep, comma-separated, any spelling of "
+                                        "the vocabulary (default: every pathology the data "
+                                        "annotate)", metavar="P1,P2")
+    uncertain: str = opt("ignore", "uncertain labels (CheXpert, MIMIC -1): ignore (unknown), ones "
+                         "or zeros")
+    labeler: str = opt("chexpert", "MIMIC-CXR label file: chexpert (the CheXpert labeller's) or "
+                       "negbio")
 
     def __post_init__(self) -> None:
         spec = self.data_spec  # validates and normalises once
         self.data = list(spec.data)
         self.views = None if spec.views is None else list(spec.views)
         self.modalities = None if spec.modalities is None else list(spec.modalities)
+        self.pathologies = None if spec.pathologies is None else list(spec.pathologies)
 
     @property
     def data_spec(self) -> DataSpec:
         """The :class:`~training.data.spec.DataSpec` of these flags."""
         try:
             return DataSpec(self.data, self.fmt, split_commas(self.views),
-                            split_commas(self.modalities), self.on_error)
+                            split_commas(self.modalities), self.on_error,
+                            split_commas(self.pathologies), self.uncertain, self.labeler)
         except TypeError as exc:
             raise CXRError(f"config: invalid data option ({exc})") from None
 
@@ -139,6 +153,10 @@ class TrainConfig(DataOptions):
                            "for TensorFlow on the CPU, where it halved training speed)")
     workers: int = opt(1, "batch-loading threads")
     max_images: int | None = opt(None, "cap on training images (deterministic subsample)")
+    steps_per_epoch: int | None = opt(None, "an epoch of N training batches (validation, early "
+                                      "stopping and backups at its end) instead of a full pass: "
+                                      "for collections where a pass takes hours; the order "
+                                      "continues across epochs", metavar="N")
     distribute: str = opt("none", "data-parallel training (docs/scaling.md); --batch-size is "
                           "then per replica")
     scale_lr: bool = opt(True, "distributed: lr (and finetune lr) x replicas (linear scaling)")

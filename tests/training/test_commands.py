@@ -53,7 +53,10 @@ def test_serve_execs_gunicorn_with_the_apps_settings(monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------- every data option reaches the loader
 #: Every data flag with a value none of them has by default on the command line.
-DATA_FLAGS = ["--format", "ieee8023", "--views", "AP, PA", "--modalities", "CT", "--on-error", "raise"]
+DATA_FLAGS = ["--format", "ieee8023", "--views", "AP, PA", "--modalities", "CT", "--on-error", "raise",
+              "--pathologies", "pleural effusion, Nodule", "--uncertain", "ones"]
+#: What those flags are as a spec (pathologies canonical, in the order given)
+DATA_SPEC = DataSpec(("d",), "ieee8023", ("AP", "PA"), ("CT",), "raise", ("Effusion", "Nodule"), "ones")
 
 
 class _Loaded(CXRError):
@@ -110,7 +113,8 @@ def _argv(command: str, out: Path, model: Path) -> list[str]:
 
 #: Every command that loads data (a new one must be added here: the test below checks the list).
 DATA_COMMANDS = ["train", "train-all", "pretrain", "semi", "demo", "clinical", "report", "split",
-                 "shortcuts:probe", "shortcuts:loso", "evaluate", "compare", "calibrate", "fit-gate"]
+                 "shortcuts:probe", "shortcuts:loso", "evaluate", "compare", "calibrate", "fit-gate",
+                 "cross-collection"]
 
 
 def test_every_command_with_data_flags_is_checked():
@@ -127,7 +131,7 @@ def test_every_command_passes_every_data_option_to_the_loader(command, captured,
     """Regression: pretrain dropped --format/--modalities, semi had no --views, demo and the
     shortcut checks passed only on_error, evaluate/compare/calibrate dropped them all once."""
     assert main(_argv(command, tmp_path, saved_model)) == 2  # the captured loader stopped it
-    assert captured[0] == DataSpec(("d",), "ieee8023", ("AP", "PA"), ("CT",), "raise")
+    assert captured[0] == DATA_SPEC
 
 
 @pytest.mark.parametrize("command", ["calibrate", "fit-gate"])

@@ -16,25 +16,40 @@ and its manifest is renamed into place last; a shard counts only once its manife
 interrupted build leaves at worst ignored temporary files. Every writer writes new, uniquely
 named shards and never rewrites existing files, so concurrent readers are always safe and even
 concurrent writers do not corrupt the store (they may duplicate some work).
+
+Reading (:meth:`ImageCache.open`) never materialises the set: it returns a lazy
+:class:`~training.data.cached_images.CachedImages` view over the shards (memory flat in the
+number of images; channels repeated per batch on the host, so a saved model's input stays
+``(S, S, 3)`` uint8).
+
+Building scales with processes: files are read and hashed by threads (I/O, GIL released);
+with ``workers > 1`` and at least :data:`PROCESS_MIN` files, decoding and preprocessing (CPU
+bound Python/Pillow) run in a pool of ``workers`` processes; at most ``4 x workers`` files
+are in flight, so building is memory-flat too.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
+import sys
+import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from training import io
 from training import preprocess as pp
-from training.errors import DataError
+from training.data.cached_images import CachedImages
+from training.errors import DataError, ImageDecodeError
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +57,8 @@ log = logging.getLogger(__name__)
 STORE_VERSION = 1
 #: Rows per shard: ~12 MB at 224 px, few enough files for big datasets.
 SHARD_ROWS = 256
+#: Fewest files for which decoding uses processes: starting them costs ~1 s (spawn + imports).
+PROCESS_MIN = 256
 
 _SKIP_HINT = "or pass --on-error skip (on_error='skip') to leave it out and report it"
 
@@ -69,53 +86,105 @@ class ImageCache:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        #: Counts of the last :meth:`load`: ``hits``, ``misses`` (preprocessed now), ``errors``.
+        #: Counts of the last build: ``hits``, ``misses`` (preprocessed now), ``errors``.
         self.last_stats: dict[str, int] = {}
+        self._stores: dict[Path, _Store] = {}  # kept: chunked callers re-read only new manifests
 
     def store_dir(self, cfg: pp.PreprocessConfig) -> Path:
         """The folder holding the images preprocessed with ``cfg``."""
         return self.root / replace(cfg, channels=1).key()
 
-    def load(self, paths: list[str], cfg: pp.PreprocessConfig,
+    def open(self, paths: list[str], cfg: pp.PreprocessConfig,
              on_error: Literal["raise", "skip"] = "raise", progress: bool = False,
-             workers: int | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        """Images for ``paths`` as ``uint8 (N, size, size, channels)``, aligned with ``paths``.
+             workers: int | None = None) -> tuple[CachedImages, list[dict[str, Any]]]:
+        """A lazy view of the images of ``paths`` (``(N, size, size, channels)``), and the errors.
 
-        Files not in the cache are decoded and preprocessed with ``workers`` threads (default:
-        the CPU count) and stored. With ``on_error="skip"`` a bad file gets a zero image and a
-        record ``{"index", "path", "reason"}`` in the returned list; with ``"raise"`` the first
-        bad file raises :class:`ImageDecodeError` (or :class:`DataError` if unreadable).
+        Files not in the cache are decoded and preprocessed first (``workers`` in parallel,
+        default: the CPU count; see the module docstring) and stored. With ``on_error="skip"``
+        a bad file's row reads as zeros and gets a record ``{"index", "path", "reason"}`` in
+        the returned list; with ``"raise"`` the first bad file raises
+        :class:`ImageDecodeError` (or :class:`DataError` if unreadable).
         """
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         paths = [str(p) for p in paths]
-        store = _Store(self.store_dir(cfg), replace(cfg, channels=1))
-        out = np.zeros((len(paths), cfg.size, cfg.size, cfg.channels), dtype=np.uint8)
+        store = self._store(cfg)
+        digests, errors = self._build(store, paths, on_error, progress, workers)
+        return CachedImages.from_index(digests, store.index, cfg.size, cfg.channels), errors
+
+    def load(self, paths: list[str], cfg: pp.PreprocessConfig,
+             on_error: Literal["raise", "skip"] = "raise", progress: bool = False,
+             workers: int | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """:meth:`open`, materialised as one ``uint8 (N, size, size, channels)`` array: for
+        small sets only (the trainer, evaluation and the gate read the view)."""
+        view, errors = self.open(paths, cfg, on_error, progress, workers)
+        return np.asarray(view), errors
+
+    def _store(self, cfg: pp.PreprocessConfig) -> _Store:
+        folder = self.store_dir(cfg)
+        if folder not in self._stores:
+            self._stores[folder] = _Store(folder, replace(cfg, channels=1))
+        store = self._stores[folder]
+        store.refresh()  # shards written since (by us or by another process)
+        return store
+
+    def _build(self, store: _Store, paths: list[str], on_error: str, progress: bool,
+               workers: int | None) -> tuple[list[str | None], list[dict[str, Any]]]:
+        """Store what is missing; each path's digest (None: unreadable) and the errors."""
+        n = max(1, workers or os.cpu_count() or 1)
+        threads = ThreadPoolExecutor(max_workers=n)
+        procs = (ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+                 if n > 1 and len(paths) >= PROCESS_MIN else None)
+        digests: list[str | None] = [None] * len(paths)
         errors: list[dict[str, Any]] = []
-        hits: list[tuple[int, str]] = []
-        misses = 0
-        pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+        hits = misses = 0
+        started = time.monotonic()
+        bar = tqdm(total=len(paths), disable=not (progress and sys.stderr.isatty()),
+                   desc="preprocessing", unit="img", file=sys.stderr)
         try:
-            items = pool.map(store.fetch, paths)
-            for i, item in enumerate(tqdm(items, total=len(paths), disable=not progress,
-                                          desc="preprocessing", unit="img")):
+            fetch = (lambda p: store.fetch(p, procs))  # noqa: E731
+            for i, item in enumerate(_bounded_map(fetch, paths, threads, 4 * n)):
+                bar.update()
                 if item.error is not None:
                     if on_error == "raise":
                         raise _with_skip_hint(item.error) from item.error
-                    reason = pp.error_reason(item.error)
-                    errors.append({"index": i, "path": paths[i], "reason": reason})
-                elif item.image is not None:
-                    out[i] = item.image[..., None]
+                    errors.append({"index": i, "path": paths[i], "reason": pp.error_reason(item.error)})
+                    continue
+                digests[i] = item.digest
+                if item.image is None:
+                    hits += 1
+                else:
                     store.add(item.digest, item.image)
                     misses += 1
-                else:
-                    hits.append((i, item.digest))
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+            threads.shutdown(wait=True, cancel_futures=True)
+            if procs is not None:
+                procs.shutdown(wait=True, cancel_futures=True)
             store.flush()  # keep the work done so far, even when a bad file stops the build
-        store.fill(out, hits)
-        self.last_stats = {"hits": len(hits), "misses": misses, "errors": len(errors)}
-        return out, errors
+        self.last_stats = {"hits": hits, "misses": misses, "errors": len(errors)}
+        if misses:  # counts only: file names are patient data and never logged
+            rate = misses / max(time.monotonic() - started, 1e-9)
+            log.info("preprocessed %d images (%.1f/s with %d %s), %d cached, %d unreadable",
+                     misses, rate, n, "processes" if procs else "threads", hits, len(errors))
+        return digests, errors
+
+
+def _bounded_map(fn: Callable[[str], _Item], items: Iterable[str], pool: Executor,
+                 window: int) -> Iterator[_Item]:
+    """``pool.map(fn, items)`` in order with at most ``window`` calls in flight (flat memory)."""
+    pending: deque[Future] = deque()
+    source = iter(items)
+    try:
+        for item in source:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def _with_skip_hint(err: DataError) -> DataError:
@@ -134,13 +203,31 @@ class _Store:
         self.cfg = cfg
         self.index: dict[str, tuple[Path, int]] = {}
         self.pending: dict[str, np.ndarray] = {}
-        self._read_index()
+        self._seen: dict[str, tuple[int, int] | None] = {}  # manifest → its shard's stamp
+        self._rows: dict[str, list[str]] = {}  # manifest → the digests it indexed
 
-    def _read_index(self) -> None:
-        for manifest in sorted(self.folder.glob("shard-*.json")):
-            rows = self._valid_rows(manifest)
-            for row, digest in enumerate(rows or []):
-                self.index[digest] = (manifest.with_suffix(".npy"), row)
+    def refresh(self) -> None:
+        """Index the committed shards not read yet, and re-read any changed or removed since
+        (a manifest is read again only when its shard's size or mtime changed)."""
+        manifests = sorted(self.folder.glob("shard-*.json"))
+        for gone in set(self._seen) - {m.name for m in manifests}:
+            self._forget(gone)
+        for manifest in manifests:
+            stamp = _stamp(manifest.with_suffix(".npy"))
+            if manifest.name in self._seen and self._seen[manifest.name] == stamp:
+                continue
+            self._forget(manifest.name)
+            self._seen[manifest.name] = stamp
+            self._rows[manifest.name] = rows = self._valid_rows(manifest) or []
+            for row, digest in enumerate(rows):
+                self.index.setdefault(digest, (manifest.with_suffix(".npy"), row))
+
+    def _forget(self, name: str) -> None:
+        shard = (self.folder / name).with_suffix(".npy")
+        self._seen.pop(name, None)
+        for digest in self._rows.pop(name, []):
+            if self.index.get(digest, (None, 0))[0] == shard:
+                del self.index[digest]
 
     def _valid_rows(self, manifest: Path) -> list[str] | None:
         """The manifest's digests if it and its shard are intact, else None (shard ignored)."""
@@ -158,14 +245,18 @@ class _Store:
             return None
         return meta["rows"]
 
-    def fetch(self, path: str) -> _Item:
-        """Read ``path``; preprocess it unless its content is already stored. Thread-safe."""
+    def fetch(self, path: str, procs: Executor | None = None) -> _Item:
+        """Read ``path``; preprocess it (in ``procs`` when given) unless its content is
+        already stored. Thread-safe."""
         try:
             data, label = pp.read_source(path)
             digest = hashlib.sha1(data, usedforsecurity=False).hexdigest()
             if digest in self.index:
                 return _Item(digest=digest)
-            image = pp.load_image(data, self.cfg, name=label)[..., 0]
+            if procs is None:
+                image = _preprocess(data, self.cfg, label)
+            else:
+                image = _raised(procs.submit(_preprocess_quietly, data, self.cfg, label).result(), label)
         except DataError as exc:
             return _Item(error=exc)
         return _Item(digest=digest, image=image)
@@ -192,6 +283,8 @@ class _Store:
         _atomic_write(stem.with_suffix(".json"), lambda f: f.write(json.dumps(manifest).encode()))
         for row, digest in enumerate(digests):
             self.index[digest] = (stem.with_suffix(".npy"), row)
+        self._seen[stem.with_suffix(".json").name] = _stamp(stem.with_suffix(".npy"))
+        self._rows[stem.with_suffix(".json").name] = digests
         self.pending.clear()
 
     def _write_config(self) -> None:
@@ -201,16 +294,38 @@ class _Store:
                        "config": self.cfg.to_dict()}
             _atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2).encode()))
 
-    def fill(self, out: np.ndarray, hits: list[tuple[int, str]]) -> None:
-        """Copy the stored rows of ``hits`` (output index, digest) into ``out``, shard by shard."""
-        by_shard: dict[Path, list[tuple[int, int]]] = {}
-        for i, digest in hits:
-            shard, row = self.index[digest]
-            by_shard.setdefault(shard, []).append((i, row))
-        for shard, pairs in by_shard.items():
-            data = np.load(shard, mmap_mode="r")
-            idx, rows = np.array(pairs).T
-            out[idx] = data[rows][..., None]
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """``(size, mtime_ns)`` of a file (None if unreadable): whether a shard changed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _preprocess(data: bytes, cfg: pp.PreprocessConfig, label: str) -> np.ndarray:
+    """One file's bytes as its stored ``uint8 (size, size)`` row."""
+    return pp.load_image(data, cfg, name=label)[..., 0]
+
+
+def _preprocess_quietly(data: bytes, cfg: pp.PreprocessConfig, label: str
+                        ) -> np.ndarray | tuple[str, str, str | None]:
+    """:func:`_preprocess` in a worker process; an error comes back as ``(type, reason, hint)``
+    (a DataError's ``path`` and ``hint`` do not survive pickling)."""
+    try:
+        return _preprocess(data, cfg, label)
+    except DataError as exc:
+        return type(exc).__name__, pp.error_reason(exc), exc.hint
+
+
+def _raised(result: np.ndarray | tuple[str, str, str | None], label: str) -> np.ndarray:
+    """The row of :func:`_preprocess_quietly`, or its error raised again in this process."""
+    if isinstance(result, np.ndarray):
+        return result
+    kind, reason, hint = result
+    error = ImageDecodeError if kind == ImageDecodeError.__name__ else DataError
+    raise error(reason, path=label, hint=hint)
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -218,3 +333,4 @@ def _atomic_write(path: Path, write) -> None:
     (:func:`training.io.atomic_open`: the file gets the mode ``open()`` would give)."""
     with io.atomic_open(path, "wb") as f:
         write(f)
+

@@ -11,6 +11,7 @@ A ``label`` column is not exhaustive (ARDS not listed stays NaN, unlike ieee8023
 """
 from __future__ import annotations
 
+import gzip
 import io
 import logging
 import os
@@ -41,13 +42,17 @@ class _Bad(NamedTuple):
 
 
 def read_csv_text(path: str | Path) -> pd.DataFrame:
-    """Read a CSV as strings (blank → NaN) trying UTF-8 (± BOM), then cp1252/Latin-1."""
+    """Read a CSV as strings (blank → NaN) trying UTF-8 (± BOM), then cp1252/Latin-1;
+    a ``.gz`` file is decompressed first (MIMIC-CXR and PadChest ship their CSVs gzipped)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read the CSV ({exc.strerror})", path=path,
-                        hint="check the path and its permissions") from exc
+        if path.suffix.lower() == ".gz":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError) as exc:  # EOFError, BadGzipFile: a damaged .gz
+        raise DataError(f"cannot read the CSV ({getattr(exc, 'strerror', None) or exc})",
+                        path=path, hint="check the path and its permissions (a .gz: "
+                        "download it again)") from exc
     for encoding in _ENCODINGS:
         try:
             text = raw.decode(encoding)

@@ -15,10 +15,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from training.data.chexpert import is_chexpert, load_chexpert
+from training.data.covidx import is_covidx, load_covidx
 from training.data.csv_format import load_csv
 from training.data.dataset import CXRDataset
 from training.data.folder import load_folder
 from training.data.ieee8023 import load_ieee8023
+from training.data.mimic import is_mimic, load_mimic
+from training.data.nih import is_nih, load_nih
+from training.data.padchest import is_padchest, load_padchest
+from training.data.rsna import is_rsna, load_rsna
 from training.data.spec import DataSpec
 from training.errors import DataError
 
@@ -42,11 +48,23 @@ def _is_folder(path: Path) -> bool:
 FORMATS: dict[str, tuple[Callable[[Path], bool], Loader]] = {
     "ieee8023": (_is_ieee8023, load_ieee8023),
     "csv": (_is_csv, load_csv),
+    # public collections: before "folder" (their roots have subfolders too)
+    "nih": (is_nih, load_nih),
+    "chexpert": (is_chexpert, load_chexpert),
+    "rsna": (is_rsna, load_rsna),
+    "covidx": (is_covidx, load_covidx),
+    "mimic": (is_mimic, load_mimic),
+    "padchest": (is_padchest, load_padchest),
     "folder": (_is_folder, load_folder),
 }
 
 _EXPECTED = ("a folder with metadata.csv and images/ (ieee8023), a .csv file with "
-             "path, patient and label columns (csv), or a folder of class subfolders "
+             "path, patient and label columns (csv), a folder with Data_Entry_2017.csv (nih), "
+             "a folder with train.csv/valid.csv of CheXpert (chexpert), a folder with "
+             "stage_2_train_labels.csv (rsna), a folder with train.txt, test.txt and train/ "
+             "(covidx), a folder with mimic-cxr-2.0.0-metadata.csv(.gz) (mimic), a folder with "
+             "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv(.gz) (padchest), "
+             "or a folder of class subfolders "
              "such as NORMAL/ and PNEUMONIA/, optionally under train/ val/ test/ (folder)")
 
 
@@ -98,7 +116,22 @@ def load_datasets(spec: DataSpec) -> CXRDataset:
     if not spec.data:
         raise DataError("no dataset given", hint="pass --data (one or more dataset folders or CSVs)")
     options = spec.loader_options()
-    return combine([load_dataset(p, spec.fmt, spec.on_error, **options) for p in spec.data])
+    ds = combine([load_dataset(p, spec.fmt, spec.on_error, **options) for p in spec.data])
+    return ds if spec.pathologies is None else keep_pathologies(ds, spec.pathologies)
+
+
+def keep_pathologies(ds: CXRDataset, names: Sequence[str]) -> CXRDataset:
+    """``ds`` with only the label columns ``names`` (canonical), in that order.
+
+    A name no loaded collection annotates would be an output trained on nothing: an error.
+    """
+    absent = [n for n in names if n not in ds.pathologies]
+    if absent:
+        sources = sorted(set(ds.meta["source"].astype(str)))
+        raise DataError(f"no loaded collection ({', '.join(sources)}) annotates {absent}",
+                        hint=f"choose --pathologies among: {', '.join(ds.pathologies)}")
+    columns = [ds.pathologies.index(n) for n in names]
+    return CXRDataset(list(names), ds.labels[:, columns], ds.meta, ds.name, list(ds.skipped))
 
 
 def combine(datasets: Sequence[CXRDataset]) -> CXRDataset:

@@ -14,14 +14,21 @@ from typing import Any, Mapping, Sequence
 
 from training.errors import CXRError
 
-#: Names of the formats in ``training.data.formats.FORMATS`` (a test keeps the two equal)
-FORMAT_NAMES = ("ieee8023", "csv", "folder")
+#: Names of the formats in ``training.data.formats.FORMATS`` (a test keeps the two equal; a new
+#: loader adds its name here too: this module cannot import the loaders)
+FORMAT_NAMES = ("ieee8023", "csv", "nih", "chexpert", "rsna", "covidx", "mimic", "padchest",
+                "folder")
 FORMAT_CHOICES = ("auto", *FORMAT_NAMES)
 ON_ERROR_CHOICES = ("raise", "skip")
+#: What an uncertain label (CheXpert/MIMIC ``-1``) becomes: NaN (unknown), 1 or 0
+UNCERTAIN_CHOICES = ("ignore", "ones", "zeros")
+#: Which MIMIC-CXR label file: the CheXpert labeller's (default) or NegBio's
+LABELER_CHOICES = ("chexpert", "negbio")
 #: ``views``/``modalities`` value that keeps every row (None means the format's default)
 ALL = "all"
 #: The keys a spec is saved under (config.yaml, card.training): the field names
-KEYS = ("data", "fmt", "views", "modalities", "on_error")
+KEYS = ("data", "fmt", "views", "modalities", "on_error", "pathologies", "uncertain",
+        "labeler")
 
 
 def split_commas(value: Any) -> Any:
@@ -43,6 +50,17 @@ def _names(value: Any, key: str) -> tuple[str, ...] | None:
     return names
 
 
+def _canonical(value: Any) -> tuple[str, ...] | None:
+    """``--pathologies`` as canonical vocabulary names, in the order given (None: all)."""
+    names = _names(value, "pathologies")
+    if names is None or ALL in (n.lower() for n in names):
+        return None
+    # imported here: the vocabulary loads numpy/pandas, which a spec without it never needs
+    from training.data.pathologies import select
+
+    return tuple(select(names))
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """Datasets to load (folders or CSVs, combined) and the loader options they share."""
@@ -52,13 +70,19 @@ class DataSpec:
     views: tuple[str, ...] | None = None  # None: the format's default (ieee8023: PA, AP, AP Supine)
     modalities: tuple[str, ...] | None = None  # None: the format's default (ieee8023: X-ray)
     on_error: str = "raise"
+    #: outputs to keep (canonical names, in this order); None: every pathology loaded
+    pathologies: tuple[str, ...] | None = None
+    uncertain: str = "ignore"  # the loaders that read uncertain labels: UNCERTAIN_CHOICES
+    labeler: str = "chexpert"  # MIMIC-CXR's label file: LABELER_CHOICES
 
     def __post_init__(self) -> None:
         data = [self.data] if isinstance(self.data, (str, Path)) else list(self.data or ())
         object.__setattr__(self, "data", tuple(str(d) for d in data))
         object.__setattr__(self, "views", _names(self.views, "views"))
         object.__setattr__(self, "modalities", _names(self.modalities, "modalities"))
-        for key, allowed in (("fmt", FORMAT_CHOICES), ("on_error", ON_ERROR_CHOICES)):
+        object.__setattr__(self, "pathologies", _canonical(self.pathologies))
+        for key, allowed in (("fmt", FORMAT_CHOICES), ("on_error", ON_ERROR_CHOICES),
+                             ("uncertain", UNCERTAIN_CHOICES), ("labeler", LABELER_CHOICES)):
             if getattr(self, key) not in allowed:
                 raise CXRError(f"data: {key}={getattr(self, key)!r} is not one of {list(allowed)}. "
                                f"What to do: use one of {', '.join(allowed)}")
@@ -86,7 +110,10 @@ class DataSpec:
     def for_model(self, trained: DataSpec) -> DataSpec:
         """The spec to read a saved model's data with: what this spec gives, the rest as the
         model was ``trained`` (its data and format when no data is given; its views and
-        modalities when left to default: the rows it was trained to read); this on_error."""
+        modalities when left to default: the rows it was trained to read); this on_error,
+        uncertain policy and pathologies: the model's outputs are matched to the data's columns
+        by name (NaN where the data lack one), so an external collection that annotates fewer
+        findings still reads."""
         own = bool(self.data)
         return self.replace(
             data=self.data if own else trained.data,
@@ -95,8 +122,11 @@ class DataSpec:
             modalities=self.modalities if self.modalities is not None else trained.modalities)
 
     def loader_options(self) -> dict[str, Any]:
-        """The options the format loaders take: views/modalities only when not the default."""
-        out: dict[str, Any] = {}
+        """The options the format loaders take: views/modalities only when not the default;
+        ``uncertain`` only when not "ignore" (then only the loaders with that keyword get it)."""
+        out: dict[str, Any] = {} if self.uncertain == "ignore" else {"uncertain": self.uncertain}
+        if self.labeler != "chexpert":  # MIMIC only: the other loaders never see it
+            out["labeler"] = self.labeler
         for key in ("views", "modalities"):
             value = getattr(self, key)
             if value is not None:

@@ -20,6 +20,11 @@ under two names and two patient ids (ieee8023 has such a pair; Kermany has dupli
 identical content can never sit in two parts. :func:`check_content_disjoint` verifies it for
 any split.
 
+Official parts (meta ``official_part``: NIH's test list, CheXpert's valid set, ...): ``test``
+rows go to test, ``val`` to val, ``train`` to train or val; rows without one are split as above.
+A patient (or content group) in two official parts goes whole to the stronger (test, then val),
+logged with a count. k-fold splits rotate every patient through test: they ignore them.
+
 Split files are CSV with columns ``path, patient, part, stratum[, fold]``. Loading a split
 against a dataset whose every row is in the file but which lacks some rows of the file
 (e.g. the same data loaded with a view filter) is allowed with a warning: a subset of a
@@ -178,14 +183,8 @@ def fold_parts(df: pd.DataFrame, fold: int, val: bool = True) -> pd.DataFrame:
     return out
 
 
-def make_split(
-    ds: CXRDataset,
-    task: Task,
-    parts: tuple[float, float, float] = (0.7, 0.1, 0.2),
-    seed: int = 0,
-    folds: int | None = None,
-    by_content: bool = True,
-) -> pd.DataFrame:
+def make_split(ds: CXRDataset, task: Task, parts: tuple[float, float, float] = (0.7, 0.1, 0.2),
+               seed: int = 0, folds: int | None = None, by_content: bool = True) -> pd.DataFrame:
     """A patient-level split of ``ds`` stratified by ``task``; one row per ds row, same order.
 
     Columns ``path, patient, part, stratum`` (+ ``fold`` when ``folds`` is given: see the
@@ -198,21 +197,54 @@ def make_split(
     paths = ds.meta["path"].astype(str).to_numpy(dtype=object, copy=True)  # never a view of ds.meta
     groups, digests = _split_groups(patients, paths, by_content)
     df = pd.DataFrame({"path": paths, "patient": patients, "part": "train", "stratum": strata})
+    _fold_counts(parts)  # validates parts
     if folds is not None:
         if folds < 2:
             raise SplitError(f"folds must be >= 2, got {folds}")
-        _fold_counts(parts)  # validates parts (only whether val is used matters here)
         df["fold"] = _assign_folds(strata, groups, folds, seed)
         df = fold_parts(df, 0, val=parts[1] > 0)
     else:
-        k, counts = _fold_counts(parts)
-        fold = _assign_folds(strata, groups, k, seed)
-        bounds = np.cumsum([counts[2], counts[1]])  # folds [0, n_test) → test, then val
-        df.loc[fold < bounds[0], "part"] = "test"
-        df.loc[(fold >= bounds[0]) & (fold < bounds[1]), "part"] = "val"
+        official = official_parts(ds, groups)
+        df.loc[official == "test", "part"] = "test"
+        df.loc[official == "val", "part"] = "val"
+        train_only = (parts[0], parts[1], 0.0)  # official train rows: train or val, never test
+        for rows, wanted in ((official == "", parts), (official == "train", train_only)):
+            if rows.any():
+                df.loc[rows, "part"] = _cut(strata[rows], groups[rows], wanted, seed)
     check_patient_disjoint(df)
     check_content_disjoint(df, digests=digests)
     return df
+
+
+def _cut(strata: np.ndarray, groups: np.ndarray, parts: tuple[float, float, float],
+         seed: int) -> np.ndarray:
+    """The part of each row: whole folds of groups to test, val and train (``parts`` valid)."""
+    if parts[1] == parts[2] == 0:
+        return np.full(len(strata), "train", dtype=object)
+    k, counts = _fold_counts(tuple(p / sum(parts) for p in parts))  # type: ignore[arg-type]
+    fold = _assign_folds(strata, groups, k, seed)
+    out = np.full(len(strata), "train", dtype=object)
+    out[fold < counts[2]] = "test"  # folds [0, n_test) → test, then val
+    out[(fold >= counts[2]) & (fold < counts[2] + counts[1])] = "val"
+    return out
+
+
+def official_parts(ds: CXRDataset, groups: np.ndarray) -> np.ndarray:
+    """Per row, the official part of its group (test, val, train, "": none; the strongest)."""
+    if "official_part" not in ds.meta.columns:
+        return np.full(len(ds), "", dtype=object)
+    given = ds.meta["official_part"].astype("string").str.strip().str.lower().fillna("")
+    rank = {"": 0, "train": 1, "val": 2, "test": 3}
+    if not set(given) <= set(rank):
+        raise SplitError(f"official_part values {sorted(set(given) - set(rank))} are not one of "
+                         f"{list(PARTS)}. What to do: fix the loader that set them")
+    own = given.map(rank).to_numpy()
+    strongest = pd.Series(own).groupby(groups).transform("max").to_numpy()
+    moved = pd.Series(groups[strongest != own]).nunique()
+    if moved:
+        log.info("split: %d patients (or groups sharing an image) had rows in two official "
+                 "parts; all their rows went to the stronger part (test, then val)", moved)
+    return np.array(list(rank), dtype=object)[strongest]
 
 
 # --------------------------------------------------------------------------- checks

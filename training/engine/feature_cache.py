@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import keras
@@ -73,33 +73,47 @@ def feature_key(arch: str, weights: str | None, size: int, preprocess_key: str,
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def compute_features(feature_model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Pooled features ``(N, F)`` float32, one batched forward pass (inference mode)."""
-    n_feat = int(feature_model.output.shape[-1])
-    out = np.empty((len(images), n_feat), dtype=np.float32)
+def feature_batches(feature_model: keras.Model, images: np.ndarray, batch_size: int = 64
+                    ) -> Iterator[np.ndarray]:
+    """Pooled features of ``images`` (an array or a lazy cache view), one float32 batch at a
+    time (inference mode): only a batch of images is ever in memory."""
     for start in range(0, len(images), batch_size):
         batch = np.asarray(images[start:start + batch_size])
-        out[start:start + len(batch)] = keras.ops.convert_to_numpy(
-            feature_model(batch, training=False)).astype(np.float32)
+        yield keras.ops.convert_to_numpy(feature_model(batch, training=False)).astype(np.float32)
+
+
+def compute_features(feature_model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Pooled features ``(N, F)`` float32 in memory, one batched forward pass (inference mode)."""
+    n_feat = int(feature_model.output.shape[-1])
+    out = np.empty((len(images), n_feat), dtype=np.float32)
+    start = 0
+    for feats in feature_batches(feature_model, images, batch_size):
+        out[start:start + len(feats)] = feats
+        start += len(feats)
     return out
 
 
 def cached_features(feature_model: keras.Model, images: np.ndarray, key: str, cache_dir: str | Path,
                     batch_size: int = 64) -> np.ndarray:
-    """Features from ``cache_dir/<key>.npy``, computed and stored atomically when absent."""
+    """Features from ``cache_dir/<key>.npy`` (memory-mapped: the head reads them per batch),
+    computed and written batch by batch, atomically, when absent."""
     path = Path(cache_dir) / f"{key}.npy"
     if path.is_file():
-        feats = np.load(path)
+        feats = np.load(path, mmap_mode="r")
         if feats.shape[0] == len(images):
             log.info("features: cache hit %s", path)
             return feats
         log.warning("features: %s has %d rows, expected %d; recomputing", path, len(feats), len(images))
-    feats = compute_features(feature_model, images, batch_size)
+    n_feat = int(feature_model.output.shape[-1])
     path.parent.mkdir(parents=True, exist_ok=True)
     with io.atomic_open(path, "wb") as f:
-        np.save(f, feats)
-    log.info("features: computed %s for %d images", feats.shape, len(images))
-    return feats
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
+                  "shape": (len(images), n_feat)}
+        np.lib.format.write_array_header_1_0(f, header)
+        for feats in feature_batches(feature_model, images, batch_size):
+            f.write(feats.astype("<f4").tobytes())
+    log.info("features: computed (%d, %d) for %d images", len(images), n_feat, len(images))
+    return np.load(path, mmap_mode="r")
 
 
 def features_for(feature_model: keras.Model, images: np.ndarray, info: dict[str, Any],

@@ -47,6 +47,7 @@ from training.engine.schedule import PerUpdate, warmup_cosine
 from training.models.build import unfreeze_backbone
 from training.models.card import ModelCard
 from training.data.cache import default_cache_dir
+from training.data.cached_images import CachedImages
 from training.data.splits import split_counts, split_hash
 from training.data.tasks import get_task
 from training.gate.ood import save_gate
@@ -61,6 +62,9 @@ from training.models.weights import describe_initialisation
 from training.models.weights import resolve_auto
 
 log = logging.getLogger(__name__)
+
+#: What a stage trains on: cached images (read per batch) or in-memory cached features
+Images = CachedImages | np.ndarray
 
 
 # ------------------------------------------------------------------ environment
@@ -102,13 +106,13 @@ def make_optimizer(cfg: TrainConfig, lr: float, steps: int, epochs: int) -> kera
     return keras.optimizers.SGD(schedule, momentum=0.9, **extra)
 
 
-def _batches(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, train: bool) -> ArrayBatches:
+def _batches(cfg: TrainConfig, x: Images, y: np.ndarray, train: bool) -> ArrayBatches:
     weights = None
     if train and cfg.balance == "class_weight":
         weights, _ = class_balance_weights(y)
     return ArrayBatches(x, y, cfg.batch_size, shuffle=train, seed=cfg.seed,
                         balanced=train and cfg.balance == "sampler", sample_weight=weights,
-                        workers=cfg.workers)
+                        steps_per_epoch=cfg.steps_per_epoch if train else None, workers=cfg.workers)
 
 
 @dataclass
@@ -117,8 +121,8 @@ class Stage:
 
     name: str
     fit_model: keras.Model  # what fit() runs (head, or aug wrapper around the model)
-    x_train: np.ndarray
-    x_val: np.ndarray
+    x_train: Images
+    x_val: Images
     lr: float
     first_epoch: int
     last_epoch: int  # exclusive
@@ -129,7 +133,7 @@ def _run_stage(cfg: TrainConfig, st: Stage, prep: Prepared, kind: str, best: Bes
     y = prep.targets
     train = _batches(cfg, st.x_train, y[prep.index["train"]], train=True)
     val = ArrayBatches(st.x_val, y[prep.index["val"]], cfg.batch_size) if len(st.x_val) else None
-    cbs = build_callbacks(Path(cfg.out), backup / st.name, [train], [st.fit_model], train.n_rows,
+    cbs = build_callbacks(Path(cfg.out), backup / st.name, [train], [st.fit_model], train.images_per_epoch,
                           st.last_epoch, best, verbose=bool(verbose), extra=extra_callbacks,
                           backup_interval=cfg.backup_interval)
     log.info("stage %s: epochs %d..%d, lr %g, %d training rows", st.name, st.first_epoch + 1,

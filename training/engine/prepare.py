@@ -15,6 +15,7 @@ import pandas as pd
 
 from training.config import TrainConfig
 from training.data.cache import ImageCache, default_cache_dir
+from training.data.cached_images import CachedImages
 from training.data.formats import load_datasets
 from training.data.splits import load_split, make_split, save_split
 from training.data.tasks import get_task
@@ -36,7 +37,7 @@ class Prepared:
     split: pd.DataFrame  # aligned with ds rows
     split_path: Path
     index: dict[str, np.ndarray]  # part → ds row indices used
-    images: dict[str, np.ndarray]  # "train"/"val" → uint8 (n, S, S, 3)
+    images: dict[str, CachedImages]  # "train"/"val" → lazy uint8 (n, S, S, 3), read per batch
     size: int
     preprocess: Any
     skipped: list[dict[str, Any]]
@@ -68,10 +69,10 @@ def _subsample(rows: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
     return rows[np.sort(keep)]
 
 
-def _load_images(cfg: TrainConfig, ds, rows: np.ndarray, pcfg) -> tuple[np.ndarray, list[dict]]:
-    cache = ImageCache(cfg.cache_dir or default_cache_dir())
+def _open_images(cache: ImageCache, cfg: TrainConfig, ds, rows: np.ndarray, pcfg
+                 ) -> tuple[CachedImages, list[dict]]:
     paths = ds.meta["path"].astype(str).to_numpy()[rows].tolist()
-    return cache.load(paths, pcfg, on_error=cfg.on_error, progress=True)
+    return cache.open(paths, pcfg, on_error=cfg.on_error, progress=True)
 
 
 def prepare(cfg: TrainConfig, ds=None, split: tuple[pd.DataFrame, Path] | None = None) -> Prepared:
@@ -91,12 +92,13 @@ def prepare(cfg: TrainConfig, ds=None, split: tuple[pd.DataFrame, Path] | None =
     size = cfg.img_size or get_architecture(cfg.arch).input_size
     pcfg = cfg.preprocess_config(size)
     images, skipped = {}, list(getattr(ds, "skipped", []))
+    cache = ImageCache(cfg.cache_dir or default_cache_dir())
     for p in ("train", "val"):
-        images[p], errors = _load_images(cfg, ds, index[p], pcfg)
+        images[p], errors = _open_images(cache, cfg, ds, index[p], pcfg)
         if errors:  # on_error="skip": drop the unreadable rows, report them
             bad = np.array([e["index"] for e in errors])
             keep = np.setdiff1d(np.arange(len(index[p])), bad)
-            index[p], images[p] = index[p][keep], images[p][keep]
+            index[p], images[p] = index[p][keep], images[p].subset(keep)
             skipped += [{"path": e["path"], "reason": e["reason"], "part": p} for e in errors]
             log.warning("%d unreadable %s images left out (listed in the card)", len(errors), p)
     return Prepared(ds, task, task.classes(ds), targets, split_df, split_path, index, images,

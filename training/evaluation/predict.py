@@ -21,7 +21,7 @@ from training.errors import CXRError, DataError
 from training.gate.assess import assess
 from training.gate.checks import inspect
 from training.gate.verdict import GateResult, Reason
-from training.preprocess import is_dicom, load_image
+from training.preprocess import error_reason, is_dicom, load_image
 from training.runtime import Runtime, load_all
 
 log = logging.getLogger(__name__)
@@ -95,14 +95,16 @@ def load_images(paths: Sequence[str | Path], cfg: Any,
 
     With ``cache`` (a :class:`training.data.cache.ImageCache`) each file is decoded once ever
     (evaluation and comparison predict the same validation and test files several times;
-    decoding full-size CXRs is most of their time on a CPU); without, every call decodes.
+    decoding full-size CXRs is most of their time on a CPU) and the images come as a lazy
+    :class:`~training.data.cached_images.CachedImages` view; without, every call decodes.
+    Callers pass at most ``_CHUNK`` paths at a time, so memory stays flat either way.
     """
     if cache is not None:
-        x, bad = cache.load([str(p) for p in paths], cfg, on_error="skip")
+        x, bad = cache.open([str(p) for p in paths], cfg, on_error="skip")
         errors: list[str | None] = [None] * len(paths)
         for e in bad:
             errors[e["index"]] = e["reason"]
-            log.error("cannot use %s: %s", e["path"], e["reason"])
+            log.error(_UNUSABLE, e["reason"])
         return x, errors
     x = np.zeros((len(paths), cfg.size, cfg.size, cfg.channels), dtype=np.uint8)
     errors = [None] * len(paths)
@@ -111,8 +113,12 @@ def load_images(paths: Sequence[str | Path], cfg: Any,
             x[i] = load_image(p, cfg)
         except (CXRError, ValueError) as exc:
             errors[i] = str(exc)
-            log.error("cannot use %s: %s", p, exc)
+            log.error(_UNUSABLE, error_reason(exc) if isinstance(exc, DataError) else exc)
     return x, errors
+
+
+#: File names are patient data: the log says why, the output's row (path, error) says which.
+_UNUSABLE = "an image could not be used (its row's 'error' column names it): %s"
 
 
 def predict_scored(models: Sequence[Runtime], paths: Sequence[str | Path], batch_size: int = 32,

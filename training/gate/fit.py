@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from training.config import config_keys, load_config
+from training.data.cached_images import CachedImages
 from training.data.spec import KEYS, DataSpec
 from training.engine.feature_cache import compute_features
 from training.engine.prepare import prepare
@@ -26,12 +27,28 @@ from training.models.parts import feature_model, gate_layers
 log = logging.getLogger(__name__)
 
 
+#: Images per part the gate is fitted on (a seeded sample of bigger parts): μ, the PCA and the
+#: percentiles are well estimated from 10,000, and the PCA's memory grows with the rows
+#: (float64 features; 2048 per image for ResNet50), so a 200k-image collection stays flat.
+GATE_MAX_IMAGES = 10_000
+
+
+def _sample(images: Any, limit: int, seed: int) -> Any:
+    """At most ``limit`` rows of ``images`` (a seeded sample, in row order), lazily for a view."""
+    if len(images) <= limit:
+        return images
+    rows = np.sort(np.random.default_rng(seed).choice(len(images), limit, replace=False))
+    return images.subset(rows) if isinstance(images, CachedImages) else images[rows]
+
+
 def fit_model_gate(model: keras.Model, train_images: np.ndarray, val_images: np.ndarray,
                    gradcam_layer: str | None = None, batch_size: int = 32) -> OODGate:
-    """The gate of ``model`` from uint8 training and validation images (inference mode)."""
+    """The gate of ``model`` from uint8 training and validation images (inference mode; an
+    array or a lazy cache view, read per batch; at most :data:`GATE_MAX_IMAGES` of each)."""
     layers = gate_layers(model, gradcam_layer)
     fm = feature_model(model, layers)
-    train = compute_features(fm, train_images, batch_size)
+    train = compute_features(fm, _sample(train_images, GATE_MAX_IMAGES, 0), batch_size)
+    val_images = _sample(val_images, GATE_MAX_IMAGES, 1)
     val = compute_features(fm, val_images, batch_size) if len(val_images) else train[:0]
     gate = fit_gate(train, val, feature_layers=layers)
     log.info("OOD gate: %d training / %d validation images, 95th / 99th percentile %.2f / %.2f",

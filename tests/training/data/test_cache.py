@@ -12,6 +12,7 @@ from tests.helpers import images as H
 from training import preprocess as pp
 from training.data import cache as cache_mod
 from training.data.cache import ImageCache, default_cache_dir
+from training.data.cached_images import CachedImages
 from training.errors import DataError, ImageDecodeError
 from training.preprocess import PreprocessConfig, load_image
 
@@ -225,3 +226,40 @@ def test_real_data_round_trip(tmp_path):
     assert errors == [] and cache.last_stats["hits"] == len(paths)
     np.testing.assert_array_equal(first, second)
     np.testing.assert_array_equal(first[0], load_image(paths[0], PreprocessConfig(size=64)))
+
+
+# ------------------------------------------------------------------ the lazy view and processes
+def test_open_is_a_lazy_view_equal_to_the_eager_array(tmp_path, files):
+    bad = str(H.write_not_image(tmp_path / "x.png"))
+    paths = [files[2], bad, files[0], files[2]]
+    cache = ImageCache(tmp_path / "cache")
+    view, errors = cache.open(paths, CFG, on_error="skip")
+    assert isinstance(view, CachedImages) and view.shape == (4, 24, 24, 3)
+    assert [e["index"] for e in errors] == [1]
+    eager, _ = ImageCache(tmp_path / "cache").load(paths, CFG, on_error="skip")
+    np.testing.assert_array_equal(view[:], eager)
+    np.testing.assert_array_equal(view[[3, 0, 1]], eager[[3, 0, 1]])
+    assert not view[1].any()
+
+
+def test_chunked_opens_reuse_the_index_and_see_new_shards(tmp_path, files, decodes):
+    cache = ImageCache(tmp_path / "cache")
+    cache.open(files[:2], CFG)
+    ImageCache(tmp_path / "cache").open(files[2:], CFG)  # another writer adds a shard
+    decodes.clear()
+    view, _ = cache.open(files, CFG)
+    assert decodes == [] and cache.last_stats["hits"] == 5
+    np.testing.assert_array_equal(view[:], _expected(files, CFG))
+
+
+def test_process_pool_gives_the_same_images_and_errors(tmp_path, files, monkeypatch):
+    monkeypatch.setattr(cache_mod, "PROCESS_MIN", 0)  # processes even for five files
+    bad = _bad_files(tmp_path)
+    paths = files + [bad["truncated"], bad["missing"]]
+    view, errors = ImageCache(tmp_path / "cache").open(paths, CFG, on_error="skip", workers=2)
+    assert [e["index"] for e in errors] == [5, 6]
+    assert "truncated" in errors[0]["reason"] and "not found" in errors[1]["reason"]
+    np.testing.assert_array_equal(view[:5], _expected(files, CFG))
+    with pytest.raises(ImageDecodeError) as err:
+        ImageCache(tmp_path / "other").open([files[0], bad["truncated"]], CFG, workers=2)
+    assert err.value.path == bad["truncated"] and "--on-error skip" in str(err.value)

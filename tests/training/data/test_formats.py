@@ -39,7 +39,21 @@ MAKERS = {"ieee8023": make_ieee, "folder": make_folder, "csv": make_csv}
 
 
 def test_registry_is_complete():
-    assert set(FORMATS) == set(MAKERS)
+    """Every format is tested: here, or (a public collection) in its own test_<name>.py."""
+    own = {f.stem.removeprefix("test_") for f in Path(__file__).parent.glob("test_*.py")}
+    assert set(MAKERS) <= set(FORMATS) <= set(MAKERS) | own
+
+
+def test_pathologies_keep_those_columns_in_order_and_name_the_collections(tmp_path):
+    from tests.helpers.collections.nih import make_nih
+
+    paths = [make_ieee(tmp_path / "i"), make_nih(tmp_path / "n", patients=3, per_patient=1)]
+    ds = load_datasets(DataSpec(paths, pathologies="nodule,COVID-19"))
+    assert ds.pathologies == ["Nodule", "COVID-19"] and len(ds) == 4
+    ieee = (ds.meta["source"] == "ieee8023").to_numpy()
+    assert np.isnan(ds.labels[ieee, 0]).all() and np.isnan(ds.labels[~ieee, 1]).all()
+    with pytest.raises(DataError, match=r"no loaded collection \(ieee8023\) annotates \['Hernia'\]"):
+        load_datasets(DataSpec(paths[:1], pathologies="Hernia"))
 
 
 @pytest.mark.parametrize("fmt", sorted(MAKERS))

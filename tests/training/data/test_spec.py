@@ -18,6 +18,8 @@ def test_normalises_paths_and_comma_separated_names(tmp_path):
     ({"on_error": "ignore"}, "on_error='ignore' is not one of"),
     ({"views": " , "}, "views is empty"),
     ({"modalities": []}, "modalities is empty"),
+    ({"uncertain": "maybe"}, "uncertain='maybe' is not one of"),
+    ({"pathologies": "Effusion, Gout"}, "unknown pathology 'Gout'"),
 ])
 def test_bad_options_are_clear_errors(changes, match):
     with pytest.raises(CXRError, match=match) as info:
@@ -26,18 +28,34 @@ def test_bad_options_are_clear_errors(changes, match):
 
 
 def test_format_names_are_the_loaders_formats():
-    assert tuple(formats.FORMATS) == FORMAT_NAMES
+    assert sorted(formats.FORMATS) == sorted(FORMAT_NAMES)
 
 
 def test_round_trip_and_from_dict_reads_only_its_keys():
     spec = DataSpec(("a", "b"), "ieee8023", ("PA",), ("X-ray", "CT"), "skip")
     saved = spec.to_dict()
     assert saved == {"data": ["a", "b"], "fmt": "ieee8023", "views": ["PA"],
-                     "modalities": ["X-ray", "CT"], "on_error": "skip"}
+                     "modalities": ["X-ray", "CT"], "on_error": "skip", "pathologies": None,
+                     "uncertain": "ignore", "labeler": "chexpert"}
     assert DataSpec.from_dict({**saved, "arch": "resnet50", "epochs": 3}) == spec
     # an older card: null and missing keys are the defaults
     assert DataSpec.from_dict({"data": ["a"], "views": None, "arch": "x"}) == DataSpec(("a",))
     assert DataSpec.from_dict(None) == DataSpec()
+
+
+def test_pathologies_are_canonical_in_the_order_given_and_round_trip():
+    spec = DataSpec(("a",), pathologies="nodule, Pleural_Effusion,Nodule", uncertain="ones")
+    assert spec.pathologies == ("Nodule", "Effusion")
+    assert DataSpec.from_dict(spec.to_dict()) == spec
+    assert DataSpec(("a",), pathologies="all").pathologies is None
+    assert spec.loader_options() == {"uncertain": "ones"}  # "ignore" is every loader's default
+
+
+def test_for_model_keeps_its_own_pathologies_and_uncertain_policy():
+    """A model's outputs are matched to the data's columns by name: evaluating on a collection
+    that annotates fewer findings must not fail on the training run's --pathologies."""
+    trained = DataSpec(("train",), pathologies=("Nodule",), uncertain="ones")
+    assert DataSpec(("ext",)).for_model(trained) == DataSpec(("ext",))
 
 
 def test_for_model_takes_what_it_leaves_open_from_the_training_spec():

@@ -433,3 +433,36 @@ def test_real_ieee8023_plus_kermany_has_no_identical_content_across_parts():
         assert check_content_disjoint(df, d, digests=digests) == 0
         by_digest = df.assign(d=digests).dropna(subset=["d"]).groupby("d")["part"].nunique()
         assert (by_digest == 1).all()
+
+
+# --------------------------------------------------------------------------- official parts
+def _with_official(ds: CXRDataset, parts: dict[str, str]) -> CXRDataset:
+    """``ds`` with ``official_part`` set per patient (others: none)."""
+    meta = ds.meta.assign(official_part=ds.meta["patient"].map(parts).astype(object))
+    return CXRDataset(ds.pathologies, ds.labels, meta, ds.name)
+
+
+def test_official_parts_are_honoured_and_official_train_never_reaches_test(ds, caplog):
+    patients = ds.meta["patient"].unique()
+    official = {p: "test" for p in patients[:20]} | {p: "val" for p in patients[20:30]} \
+        | {p: "train" for p in patients[30:100]}
+    df = make_split(_with_official(ds, official), get_task("4class"), by_content=False)
+    part_of = df.groupby("patient")["part"].first()
+    assert (part_of[patients[:20]] == "test").all() and (part_of[patients[20:30]] == "val").all()
+    assert set(part_of[patients[30:100]]) == {"train", "val"}  # val carved from official train
+    assert set(part_of[patients[100:]]) == {"train", "val", "test"}  # no official part: as before
+    check_patient_disjoint(df)
+
+
+def test_a_patient_in_two_official_parts_goes_whole_to_test_and_is_counted(ds, caplog):
+    first = ds.meta["patient"].value_counts().index[0]  # a patient with several images
+    rows = np.flatnonzero(ds.meta["patient"] == first)
+    meta = ds.meta.assign(official_part=pd.NA)
+    meta.loc[rows[0], "official_part"], meta.loc[rows[1:], "official_part"] = "test", "train"
+    with caplog.at_level("INFO"):
+        df = make_split(CXRDataset(ds.pathologies, ds.labels, meta, "d"), get_task("4class"),
+                        by_content=False)
+    assert set(df["part"].iloc[rows]) == {"test"} and "1 patients" in caplog.text
+    meta.loc[rows[0], "official_part"] = "holdout"
+    with pytest.raises(SplitError, match="'holdout'"):
+        make_split(CXRDataset(ds.pathologies, ds.labels, meta, "d"), get_task("4class"))

@@ -108,3 +108,68 @@ def test_inputs_of_other_lengths_are_refused():
     images, y = _arrays(9)
     with pytest.raises(ValueError, match="differ in length"):
         ArrayBatches((images, np.zeros((8, 1), np.float32)), y)
+
+
+def test_steps_per_epoch_reads_an_endless_stream_of_passes():
+    images, y = _arrays(10)
+    ds = ArrayBatches(images, y, 4, shuffle=True, seed=5, steps_per_epoch=3)
+    assert len(ds) == 3 and ds.images_per_epoch == 12
+    read = []
+    for epoch in range(4):  # 48 rows: passes 0..4 laid end to end, batches straddle passes
+        ds.epoch = epoch
+        read += [ds.batch_rows(i) for i in range(len(ds))]
+    stream = np.concatenate([ds.order(p) for p in range(5)])
+    np.testing.assert_array_equal(np.concatenate(read), stream[:48])
+    resumed = ArrayBatches(images, y, 4, shuffle=True, seed=5, steps_per_epoch=3)
+    resumed.epoch = 2  # a resumed run starting at epoch 2 reads the same batches
+    for i in range(3):
+        np.testing.assert_array_equal(resumed[i][0], images[read[6 + i]])
+
+
+@pytest.mark.parametrize("kw", [{"steps_per_epoch": 0, "shuffle": True}, {"steps_per_epoch": 2}])
+def test_steps_per_epoch_is_checked(kw):
+    images, y = _arrays(10)
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        ArrayBatches(images, y, 4, **kw)
+
+
+def test_batches_over_the_lazy_cache_view_equal_the_array(tmp_path):
+    from training.data.cached_images import CachedImages
+
+    images, y = _arrays(20)
+    np.save(tmp_path / "s.npy", images[..., 0])
+    view = CachedImages([tmp_path / "s.npy"], np.zeros(20), np.arange(20), 4, 3)
+    eager = np.repeat(images[..., :1], 3, axis=-1)
+    a = ArrayBatches(view, y, 6, shuffle=True, seed=2)
+    b = ArrayBatches(eager, y, 6, shuffle=True, seed=2)
+    for i in range(len(a)):
+        np.testing.assert_array_equal(a[i][0], b[i][0])
+
+
+@pytest.mark.parametrize("workers, replicas", [(2, 2), (2, 4), (3, 3)])
+def test_each_worker_reads_only_its_part_of_every_global_batch(workers, replicas):
+    from training.engine.data import worker_parts
+
+    read: list[int] = []
+
+    class Counting(np.ndarray):  # records the image rows read
+        def __getitem__(self, key):
+            if isinstance(key, np.ndarray):
+                read.extend(key.tolist())
+            return np.asarray(self)[key]
+
+    images, y = _arrays(23)
+    ds = ArrayBatches(images.view(Counting), y, 8, shuffle=True, seed=4)
+    ds.epoch = 1
+    per, union = replicas // workers, []
+    for w in range(workers):
+        read.clear()
+        parts = list(worker_parts(ds, w, workers, replicas))
+        assert len(parts) == len(ds) * per
+        mine = np.concatenate([p for g in range(len(ds))
+                               for p in np.array_split(ds.batch_rows(g), replicas)[w * per:(w + 1) * per]])
+        assert read == mine.tolist()  # this worker's rows and nothing else
+        np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), images[mine])
+        union.append(mine)
+    everything = np.concatenate([ds.batch_rows(g) for g in range(len(ds))])
+    assert sorted(np.concatenate(union).tolist()) == sorted(everything.tolist())

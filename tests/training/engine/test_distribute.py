@@ -170,6 +170,7 @@ def test_two_workers_match_one_process_with_the_same_global_batch(tmp_path):
         cmds.append((_worker_cmd(data, cache, tmp_path / "multi", 4, 1e-2, "multiworker"),
                      _tf_config(cluster, "worker", i)))
     _run_all(cmds, tmp_path)
+    assert len(list(tmp_path.glob("worker-parts-*"))) == 2  # streamed: each read its part only
     from training.models.card import load_model
 
     single, card_1 = load_model(tmp_path / "single")
@@ -197,6 +198,15 @@ def _worker_main(spec: str) -> None:
     # noise, not in the logic under test: the head's dropout is set to 0 here.
     build.build_model = functools.partial(build.build_model, dropout=0.0)
     kw = json.loads(spec)
+    from training.engine import data
+
+    real_parts = data.worker_parts
+
+    def marked_parts(*args):  # proves each worker took the read-only-its-part path
+        (Path(kw["cache_dir"]).parent / f"worker-parts-{os.getpid()}").touch()
+        return real_parts(*args)
+
+    data.worker_parts = marked_parts
     cfg = TrainConfig(task="pneumonia", arch="vgg16", weights=None, img_size=32, mode="frozen",
                       augment=False, feature_cache="off", epochs=2, parts=(0.6, 0.2, 0.2),
                       warmup_epochs=0, patience=0, seed=0, **kw)

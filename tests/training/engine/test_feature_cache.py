@@ -27,5 +27,17 @@ def test_feature_cache_key_and_hit(tmp_path, monkeypatch):
     assert key != feats.feature_key("vgg16", None, 8, "k1", other)
     first = feats.cached_features(fm, images, key, tmp_path, batch_size=2)
     np.testing.assert_allclose(first, images.reshape(5, -1, 3).mean(axis=1), rtol=1e-5)
-    monkeypatch.setattr(feats, "compute_features", lambda *a, **k: pytest.fail("recomputed"))
+    assert isinstance(first, np.memmap)  # read per batch, never held whole
+    np.testing.assert_array_equal(first, feats.compute_features(fm, images, batch_size=3))
+    monkeypatch.setattr(feats, "feature_batches", lambda *a, **k: pytest.fail("recomputed"))
     np.testing.assert_array_equal(feats.cached_features(fm, images, key, tmp_path), first)
+
+
+def test_lazy_cache_view_has_the_key_of_its_eager_array(tmp_path):
+    from training.data.cached_images import CachedImages
+
+    gray = np.random.default_rng(1).integers(0, 256, (300, 4, 4), dtype=np.uint8)
+    np.save(tmp_path / "s.npy", gray)
+    view = CachedImages([tmp_path / "s.npy"], np.zeros(300), np.arange(300)[::-1], 4, 3)
+    eager = np.repeat(gray[::-1, ..., None], 3, axis=-1)
+    assert feats.images_digest(view) == feats.images_digest(eager)  # chunked: 256 rows at a time

@@ -1,0 +1,1 @@
+"""Generators of small collections in their published layouts (fixtures for loaders, benchmarks)."""
