@@ -9,13 +9,19 @@ PORT   ?= 8000
 
 .PHONY: demo test venv dev clean serve
 
+# Silent pip for minutes looks like a hang: each step is said, and the total time. Nothing is
+# printed when everything is already installed (the rule does not run).
+# The `cxrlab` command is installed editable: the checkout stays the code that runs.
 $(VENV)/.installed: requirements.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -r requirements.txt
-	# the `cxrlab` command (editable: the checkout stays the code that runs)
-	$(PIP) install -q --no-deps --no-build-isolation -e .
-	touch $@
+	@echo "installing dependencies (first run: ~2 GB, several minutes)..."
+	@start=$$(date +%s) && \
+	{ test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV); } && \
+	echo "  [1/3] pip" && $(PIP) install -q --upgrade pip && \
+	echo "  [2/3] requirements.txt (TensorFlow, Keras, Flask, ...: the ~2 GB)" && \
+	$(PIP) install -q -r requirements.txt && \
+	echo "  [3/3] the cxrlab command" && $(PIP) install -q --no-deps --no-build-isolation -e . && \
+	echo "dependencies installed in $$(( $$(date +%s) - start )) s"
+	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(PIP) install -q -r requirements-dev.txt
@@ -24,12 +30,20 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 venv: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
+# The app prints its address itself once the models are loaded (app/gunicorn_conf.py).
+SERVE = $(VENV)/bin/cxrlab serve --models-dir $(OUT)/models --compare-dir $(OUT)/compare --bind 127.0.0.1:$(PORT)
+
 ## make demo [DATA=PATH ...] [OUT=demo-output] [PORT=8000]: report, split, train the four
-## models, evaluate on the held-back test part, then serve the app on 127.0.0.1.
+## models (a second run reuses those trained with the same config, data and split), evaluate
+## on the held-back test part, then serve the app on 127.0.0.1.
 demo: $(VENV)/.installed
 	$(VENV)/bin/cxrlab demo $(foreach d,$(DATA),--data $(d)) --out $(OUT)
-	@echo "cxrlab web app: http://127.0.0.1:$(PORT)  (models: $(OUT)/models; Ctrl-C to stop)"
-	$(VENV)/bin/cxrlab serve --models-dir $(OUT)/models --compare-dir $(OUT)/compare --bind 127.0.0.1:$(PORT)
+	$(SERVE)
+
+## make serve [OUT=demo-output] [PORT=8000]: serve the last demo's models and comparison (no training).
+serve: $(VENV)/.installed
+	@test -d $(OUT)/models || { echo "no demo models in $(OUT)/models. What to do: run make demo first (or pass OUT=the demo's folder)" >&2; exit 2; }
+	$(SERVE)
 
 ## make test: the linter (ruff, settings in pyproject.toml), then the whole pytest suite (CPU only).
 test: $(VENV)/.installed-dev

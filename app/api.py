@@ -16,8 +16,11 @@ from werkzeug.exceptions import BadRequest
 
 from app import audit, state
 from app.cards import public_card
+from app.compare_cases import read_cases
+from app.compare_report import load_report
 from app.config import DISCLAIMER
 from app.limiter import Deadline
+from app.metrics_view import without_paths
 from app.report import FORMATS as REPORT_FORMATS, ReportError, build_report
 from app.results import result_json
 from app.security import current_user
@@ -106,6 +109,17 @@ def report():
 @bp.get("/api/models")
 def models():
     return jsonify(models=[public_card(m.card) for m in state.bank()], disclaimer=DISCLAIMER)
+
+
+@bp.get("/api/compare")
+def compare():
+    """What /compare shows: compare.json (server paths reduced to names) and cases.json."""
+    folder = current_app.config["COMPARE_DIR"]
+    report = load_report(folder)
+    if report is None or report.summary is None:
+        return jsonify(error="No comparison report. What to do: run python -m training compare "
+                             "and point CXRLAB_COMPARE_DIR at its output folder."), 404
+    return jsonify(summary=without_paths(report.summary), cases=read_cases(folder))
 
 
 @bp.get("/healthz")

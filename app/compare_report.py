@@ -1,4 +1,4 @@
-"""The ``python -m training compare`` report (compare.json/csv + ROC overlays), if present.
+"""The ``python -m training compare`` report (compare.json/csv + figures), if present.
 
 ``training.evaluation.compare.compare_models`` writes ``compare.json`` with the test set
 (``split``, ``part``, ``test_set``, ``n_images``, ``n_patients``, ``n_boot``), the ``best``
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from app.metrics_view import CI_LEVEL, METRICS, Estimate, split_name
+from training.evaluation.cases import CASES_FILE
 from training.data.splits import split_hash
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class ModelColumn:
     is_best: bool = False
     vs_best: Estimate | None = None                # paired macro-AUC difference best - this
     p_value: float | None = None
+    # output -> (the card's transfer evidence status, its best held-out AUC or None)
+    transfer: dict[str, tuple[str | None, Estimate | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -107,7 +110,16 @@ def _column(row: dict[str, Any], outputs: list[str], best: Any, paired: dict) ->
         is_best=name == best,
         vs_best=Estimate.of({"value": test.get("diff"), "low": test.get("low"),
                              "high": test.get("high")}) if test else None,
-        p_value=test.get("p_value") if test else None)
+        p_value=test.get("p_value") if test else None, transfer=_transfer(row, outputs))
+
+
+def _transfer(row: dict[str, Any], outputs: list[str]) -> dict[str, tuple[str | None, Estimate | None]]:
+    raw = row.get("transfer") if isinstance(row.get("transfer"), dict) else {}
+    out = {}
+    for o in outputs:
+        t = raw.get(o) if isinstance(raw.get(o), dict) else {}
+        out[o] = (t.get("status"), Estimate.of(t["held_out"]) if t.get("held_out") else None)
+    return out
 
 
 def _split_sha256(split: Any) -> str | None:
@@ -168,8 +180,9 @@ def load_report(folder: str | Path) -> CompareReport | None:
         report.view = compare_view(report.summary)
         if report.view is None:
             log.info("%s is not compare_models' structure: showing it as a plain table", json_path)
-    # Inlined as data URIs: the CSP allows them, and no route serves arbitrary files.
-    for png in _figures(folder, report.summary):
+    # Inlined as data URIs (the CSP allows them, and no route serves arbitrary files), unless
+    # cases.json lists them: /compare/files serves those, per output (app.compare_cases).
+    for png in [] if (folder / CASES_FILE).is_file() else _figures(folder, report.summary):
         uri = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
         report.images.append((png.name, uri))
     return report

@@ -37,3 +37,14 @@ limit_request_fields = 100
 accesslog = "-"   # access log holds paths and status codes only, never upload content
 errorlog = "-"
 loglevel = os.environ.get("CXRLAB_LOG_LEVEL", "info")
+
+
+def post_worker_init(worker) -> None:
+    """Say the address once the app can answer: after this worker loaded every model (``make
+    demo`` and ``cxrlab serve`` print no URL before that; with several workers, each says it)."""
+    state = getattr(worker.wsgi, "extensions", {}).get("cxrlab")
+    if state is None:  # gunicorn's error app (--reload after a failed load): nothing is served
+        return
+    bank = state["bank"]
+    where = ", ".join(b if b.startswith("unix:") else f"http://{b}" for b in worker.cfg.bind)
+    print(f"serving {len(bank)} models at {where} (Ctrl-C to stop)", flush=True)

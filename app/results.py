@@ -3,7 +3,9 @@ all read this dict, so they cannot disagree.
 
 Besides each model's calibrated and raw probabilities it says how far to trust them: the
 gate's verdict, whether each output did better than chance on its test set (AUC 95% CI above
-0.5), how many models agree per output, and "nothing found" positive with a finding.
+0.5), whether it holds outside its training sources (the card's transfer evidence, one rule:
+:func:`transfer_view`), how many models agree per output, and "nothing found" positive with a
+finding.
 """
 from __future__ import annotations
 
@@ -15,28 +17,98 @@ from app.metrics_view import test_summary
 from app.model_bank import NORMAL_CLASSES
 from training import __version__
 from training.evaluation.estimate import Estimate
+from training.evaluation.evidence import (BELOW_CHANCE, SUPPORTED, TRAINING_ONLY, TRANSFER_KINDS, Evidence,
+                                          EvidenceKind, TransferEvidence)
 
 CHANCE = "no better than chance on its test set (AUC 95% CI includes 0.5)"
 UNTESTED = "not evaluated on a test set: how good it is is unknown"
 
 
+#: What the page, API, PDF and SR call each transfer status (the record's own words, except
+#: that "elsewhere" is said where: at held-out sites or collections).
+STATUS_WORDS = {SUPPORTED: "transfer supported", TRAINING_ONLY: "validated only on its training sources",
+                BELOW_CHANCE: "below chance at held-out sites"}
+KIND_WORDS = {EvidenceKind.INTERNAL: "internal test", EvidenceKind.SITE_HELD_OUT: "site-held-out",
+              EvidenceKind.EXTERNAL: "external collection"}
+NOT_MEASURED = "not measured at held-out sites or on an external collection"
+
+
 def output_trust(card: Any, summary: Any = None) -> dict[str, dict[str, Any]]:
-    """Per output: its test AUC with CI and whether it is chance-level (or untested).
+    """Per output: its test AUC with CI, whether it is chance-level (or untested), its transfer
+    evidence (:func:`transfer_view`), and ``greyed``: shown as not to be relied on, unless it
+    beat chance on its test and its transfer is supported.
 
     ``summary``: the card's ``test_summary`` when the caller has it already.
     """
     summary = summary or test_summary(card)
     rows = {r.name: r.cells[0] for r in summary.outputs} if summary else {}
+    evidence = card.evidence or TransferEvidence()
     out = {}
     for name in card.outputs:
         auc = rows.get(name)
         if auc is None or auc.value is None:
-            out[name] = {"test_auc": None, "chance_level": True, "note": UNTESTED}
+            test = {"test_auc": None, "chance_level": True, "note": UNTESTED}
         else:
             chance = auc.includes(0.5) or auc.high is None or auc.high <= 0.5
-            out[name] = {"test_auc": auc.to_json(), "chance_level": chance,
-                         "note": CHANCE if chance else None}
+            test = {"test_auc": auc.to_json(), "chance_level": chance, "note": CHANCE if chance else None}
+        transfer = transfer_view(evidence, name)
+        out[name] = {**test, **transfer,
+                     "greyed": test["chance_level"] or transfer["evidence_status"] != STATUS_WORDS[SUPPORTED]}
     return out
+
+
+def transfer_view(evidence: TransferEvidence, output: str) -> dict[str, Any]:
+    """``output``'s transfer status in words, the held-out measurement behind it, and the
+    sentence every consumer shows (``transfer_note``)."""
+    status = evidence.status(output)
+    shown = _deciding(evidence, output, status)
+    words = STATUS_WORDS[status]
+    if shown is None:
+        note = f"{words}: {NOT_MEASURED}"
+    else:
+        note = f"{words}: {_measured(shown)}"
+        if status == TRAINING_ONLY:
+            note += " (its CI includes 0.5)"
+    return {"evidence_status": words, "held_out": None if shown is None else _evidence_json(shown),
+            "transfer_note": note}
+
+
+def _deciding(evidence: TransferEvidence, output: str, status: str) -> Evidence | None:
+    """The held-out item shown beside the status: below chance, the one wholly below 0.5 with
+    the lowest upper bound (it decided); else the one with the highest lower bound."""
+    if status == BELOW_CHANCE:
+        below = [e for e in evidence.items(output) if e.kind in TRANSFER_KINDS
+                 and e.auc.high is not None and e.auc.high < 0.5]
+        return min(below, key=lambda e: e.auc.high)
+    return evidence.best_transfer(output)
+
+
+def _measured(e: Evidence) -> str:
+    """"site-held-out AUC 0.62 (95% CI 0.51 to 0.73), <what>, 94 images / 60 patients".
+
+    ASCII only: the SR carries it, and a non-ASCII text would force UTF-8 on every SR."""
+    ci = f" (95% CI {e.auc.low:.2f} to {e.auc.high:.2f})" if e.auc.low is not None and e.auc.high is not None else ""
+    value = "n/a" if e.auc.value is None else f"{e.auc.value:.2f}"
+    recipe = ("; measured on models trained with this model's recipe without the held-out data, "
+              "not on this model itself") if e.recipe_only else ""
+    return (f"{KIND_WORDS[e.kind]} AUC {value}{ci}, {e.what}, "
+            f"{e.n_images} images / {e.n_patients} patients{recipe}")
+
+
+def _evidence_json(e: Evidence) -> dict[str, Any]:
+    return {"kind": e.kind.value, **e.auc.to_json(), "what": e.what, "n_images": e.n_images,
+            "n_patients": e.n_patients, "recipe_only": e.recipe_only}
+
+
+def evidence_rows(card: Any) -> list[dict[str, Any]]:
+    """The model card page's evidence table: per output its status and greying (from
+    :func:`output_trust`) and, per kind, its measurements (empty: not measured)."""
+    trust = output_trust(card)
+    evidence = card.evidence or TransferEvidence()
+    return [{"name": name, **{k: trust[name][k] for k in ("evidence_status", "greyed")},
+             "cells": {KIND_WORDS[kind]: [_evidence_json(e) for e in evidence.items(name, kind)]
+                       for kind in EvidenceKind}}
+            for name in card.outputs]
 
 
 def model_test(card: Any, summary: Any = None) -> dict[str, Any]:

@@ -5,17 +5,20 @@ import base64
 import functools
 import json
 import logging
+import os
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, render_template, send_from_directory
 from werkzeug.exceptions import BadRequest
 
 from app import state
 from app.api import report_response, serve_upload
 from app.cards import short_card, validation_rows
+from app.compare_cases import case_file, load_cases, pictures
 from app.compare_report import load_report
 from app.forms import AUTO, UploadForm, metadata_values, report_form, repost_fields
 from app.metrics_view import test_summary, without_paths
 from app.report import is_dicom
+from app.results import evidence_rows
 from app.uploads import ALLOWED_EXTENSIONS, check_type
 from app.imaging import colour_scale, png_data_uri
 
@@ -96,7 +99,7 @@ def model_card(name: str):
         abort(404, f"No model named {name!r} is loaded.")
     card = model.card
     return render_template("model.html", model=model, card=card, short=short_card(card),
-                           test=test_summary(card),
+                           test=test_summary(card), evidence=evidence_rows(card),
                            validation=validation_rows(card.validation_metrics),
                            training=json.dumps(without_paths(card.training.to_json()), indent=2, default=str))
 
@@ -106,4 +109,29 @@ def compare():
     folder = current_app.config["COMPARE_DIR"]
     report = load_report(folder)
     shown = without_paths(report.summary) if report is not None else None
-    return render_template("compare.html", report=report, summary=shown, models=state.bank())
+    return render_template("compare.html", report=report, summary=shown, models=state.bank(),
+                           cases=load_cases(folder) if report is not None else [])
+
+
+@bp.get("/compare/files/<path:name>")
+def compare_file(name: str):
+    """A picture cases.json names (gallery JPEG, figure PNG): nothing else of the folder."""
+    folder = current_app.config["COMPARE_DIR"]
+    if name not in pictures(folder):
+        abort(404, "The comparison has no such picture.")
+    return send_from_directory(os.path.abspath(folder), name)
+
+
+@bp.get("/compare/cases/<int:case>")
+def compare_case(case: int):
+    """A gallery case in the normal side-by-side result view: every loaded model runs on it."""
+    path = case_file(current_app.config["COMPARE_DIR"], case)
+    if path is None:
+        abort(404, f"Case {case} is not in the comparison's gallery. What to do: open a case "
+                   "from the gallery on /compare, or run python -m training compare again.")
+    if not len(state.bank()):
+        abort(503, "No models are loaded. Train some first (make demo).")
+    name = f"test case {case}{path.suffix.lower()}"   # the file's own name is patient data
+    served = serve_upload(path.read_bytes(), name, heatmaps=True)
+    return render_template("result.html", result=served.result, filename=name, report=None,
+                           scale=_colour_scale_uri()), 422 if served.refused else 200

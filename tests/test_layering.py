@@ -20,18 +20,23 @@ LAYERS = [
     {"training.data"},
     # the card's pure records defined beside their writers in higher packages
     {"training.evaluation.records", "training.evaluation.estimate", "training.clinical.records",
-     "training.evaluation.thresholds"},  # thresholds: the card's record, beside its one writer
+     "training.evaluation.thresholds",  # thresholds: the card's record, beside its one writer
+     "training.evaluation.evidence"},  # transfer evidence: the card's record, read by the app
     {"training.models",
      "training.clinical.encoder"},  # a card's clinical-input encoder: the runtime encodes with it
     {"training.config"},
     {"training.evaluation",  # the metric functions the trainer reports validation with
      "training.runtime"},  # one saved model, loaded and used (calibration, decision, gate)
     {"training.engine", "training.explain",
-     "training.gate.fit"},  # fitting a model's gate runs the engine's feature extraction
+     "training.gate.fit",  # fitting a model's gate runs the engine's feature extraction
+     "training.evaluation.gallery",  # compare's gallery draws each model's Grad-CAM
+     "training.evaluation.compare"},  # writes that gallery
     {"training.audits", "training.clinical", "training.semi", "training.pretrain",
-     "training.evaluation.cross_collection"},  # trains a model per fold: built on the trainer
+     "training.evaluation.cross_collection",  # trains a model per fold: built on the trainer
+     "training.evaluation.cross_site"},  # the same, one site held out per fold
     {"training.demo"},
-    {"training.cli", "training.commands", "training.flags", "training.__main__"},
+    {"training.cli", "training.commands", "training.flags", "training.__main__",
+     "training.commands_base", "training.commands_eval"},  # commands.py split to stay small
     {"app"},
 ]
 

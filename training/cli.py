@@ -88,6 +88,27 @@ def cmd_semi(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
+def version_text() -> str:
+    """``cxrlab 0.1.0 (keras 3.x, backend tensorflow, tensorflow 2.x)``: what a bug report needs."""
+    from training.models.card import versions  # loads Keras: only --version pays for it
+
+    v = versions()
+    tf = f", tensorflow {v['tensorflow']}" if "tensorflow" in v else ""
+    return f"cxrlab {v['cxrlab']} (keras {v['keras']}, backend {v['backend']}{tf})"
+
+
+class _Version(argparse.Action):
+    """``--version``: argparse's own action would need the text (and Keras) at every start."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0,
+                         help="print the versions of cxrlab, Keras and its backend, and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(version_text())  # stdout, as argparse's own version action
+        parser.exit()
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML training config (command-line options override it)")
     add_config_args(p, TrainConfig)
@@ -127,6 +148,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The ``cxrlab`` parser; ``only``: give experiment flags to that command alone (None: all)."""
     parser = argparse.ArgumentParser(prog="cxrlab", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:

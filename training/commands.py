@@ -15,42 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from training.config import DataOptions, opt
+from training.config import opt
 from training.errors import CXRError
 from training.evaluation.thresholds import MIN_PATIENTS, MIN_PATIENTS_HELP
+from training.commands_base import CACHE_HELP, DataCommand, report_skipped  # noqa: F401  (re-exported)
+from training.commands_eval import CrossCollection, CrossSite
 from training.flags import Command, save_resolved
 
 
-def report_skipped(skipped: list[dict]) -> None:
-    """Say loudly which rows were left out and why (they are also in every report)."""
-    if not skipped:
-        return
-    reasons: dict[str, int] = {}
-    for row in skipped:
-        key = str(row.get("reason", "?")).split(":")[0][:80]
-        reasons[key] = reasons.get(key, 0) + 1
-    lines = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
-    print(f"WARNING: {len(skipped)} row(s) skipped ({lines}). They are listed in the dataset "
-          "report; pass --on-error raise to stop on them instead.", file=sys.stderr)
-
-
-@dataclass
-class DataCommand(DataOptions, Command):
-    """A command that loads datasets: the data flags of :class:`~training.config.DataOptions`."""
-
-    def __post_init__(self) -> None:
-        DataOptions.__post_init__(self)
-        Command.__post_init__(self)
-
-    def load(self):
-        from training.data.formats import load_datasets  # only what this command runs
-
-        ds = load_datasets(self.data_spec)
-        report_skipped(ds.skipped)
-        return ds
-
-
-CACHE_HELP = "preprocessed-image cache (default $CXRLAB_CACHE or ~/.cache/cxrlab)"
 
 
 @dataclass
@@ -256,36 +228,6 @@ class Compare(DataCommand):
 
 
 @dataclass
-class CrossCollection(DataCommand):
-    """Leave one collection out: train on all but one --data collection, test on the one left
-    out (external): per pathology ROC-AUC with patient-bootstrap CIs, one table."""
-
-    NAME: ClassVar[str] = "cross-collection"
-    REQUIRED: ClassVar[tuple[str, ...]] = ("data", "out")
-    config: str | None = opt(None, "YAML training recipe (TrainConfig keys; flags override it)")
-    task: str | None = opt(None, "label set (default multilabel)")
-    arch: str | None = opt(None, "backbone (default resnet50)")
-    mode: str | None = opt(None, "frozen | finetune | scratch (default frozen)")
-    img_size: int | None = opt(None, "input size in px (default: the backbone's own)")
-    epochs: int | None = opt(None, "epochs per fold (default 10)")
-    batch_size: int | None = opt(None, "batch size (default 32)")
-    seed: int | None = opt(None, "seed of each fold's split and training (default 0)")
-    max_images: int | None = opt(None, "cap on each fold's training images")
-    cache_dir: str | None = opt(None, CACHE_HELP)
-    n_boot: int = opt(1000, "bootstrap resamples for the CIs")
-    out: str | None = opt(None, "output folder")
-
-    def run(self) -> int:
-        from training.evaluation.cross_collection import RECIPE, cross_collection, recipe  # only what this command runs
-
-        cfg = recipe(self.config, self.data_spec, **{k: getattr(self, k) for k in RECIPE})
-        result = cross_collection(self.data_spec, cfg, self.out, n_boot=self.n_boot)
-        save_resolved(self, self.out, "cross-collection.config.yaml")
-        print(f"cross-collection: {Path(self.out) / 'cross_collection.md'} ({len(result['folds'])} folds)")
-        return 0
-
-
-@dataclass
 class Models(Command):
     """List the architectures with input size and parameter counts."""
 
@@ -386,13 +328,14 @@ class Serve(Command):
                 env[var] = str(getattr(self, key))
         conf = Path(spec.origin).parent / "gunicorn_conf.py"
         argv = [sys.executable, "-m", "gunicorn", "-c", str(conf), "app:create_app()"]
-        print(f"serving on {env.get('CXRLAB_BIND') or '127.0.0.1:8000'} (models: "
-              f"{env.get('CXRLAB_MODELS_DIR', 'models')})", flush=True)
+        # the address comes from gunicorn once the models are loaded (app/gunicorn_conf.py)
+        print(f"starting the web app: loading the models of {env.get('CXRLAB_MODELS_DIR', 'models')}",
+              flush=True)
         os.execve(sys.executable, argv, env)  # gunicorn gets the signals (SIGTERM: graceful stop)
         return 0  # not reached
 
 
 #: The commands above, by name, in the order ``--help`` lists them.
 COMMANDS: dict[str, type[Command]] = {c.NAME: c for c in (
-    Report, Split, Predict, Evaluate, Calibrate, FitGate, Compare, CrossCollection, Models, Download,
+    Report, Split, Predict, Evaluate, Calibrate, FitGate, Compare, CrossCollection, CrossSite, Models, Download,
     Shortcuts, Serve)}

@@ -3,8 +3,9 @@
 Contents, in order: the title, the disclaimer (also in every page's footer), the file name and
 UTC generation time, the uploaded image (at most 1024 px on its longer side), the input quality
 gate's verdict and reasons, then per model its identity (architecture, input size, calibration,
-full sha256, cxrlab version), its test-set summary, a table of its outputs and its heatmaps with
-their notes; then the models' agreement per output and the consistency flags. A refused upload
+full sha256, cxrlab version), its test-set summary, a table of its outputs (greyed, with the
+note, where chance-level or validated only on its training sources) and its heatmaps with their
+notes; then the models' agreement per output and the consistency flags. A refused upload
 gets the refusal and its reasons, the models' identities and no probabilities.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ from training.preprocess import decode_image, normalise
 TITLE = "cxrlab report — research tool, not a diagnostic device"
 MAX_SIDE = 1024  # px: the embedded upload's longer side (enough to read, keeps the PDF small)
 CHANCE_NOTE = "no better than chance on its test set"
+GREYED = colors.HexColor("#eeeeee")  # rows not to rely on (chance level, or no transfer evidence)
 MISSING = "—"
 TEST_SET_WORDING = {
     "internal": ("internal: held out from the same sources as the training data; performance on "
@@ -244,21 +246,29 @@ def model_section(model: dict[str, Any], width: float, refused: bool = False) ->
 
 
 def outputs_table(outputs: list[dict[str, Any]], width: float) -> Table:
-    """Calibrated and raw probability, threshold, positive, test AUC and the chance-level note."""
-    rows = []
-    for out in outputs:
+    """Calibrated and raw probability, threshold, positive, test AUC, and the note: chance
+    level, transfer evidence (``transfer_note``), no decision. Greyed rows as on the page."""
+    rows, greyed = [], []
+    for i, out in enumerate(outputs, start=1):
+        if out.get("greyed", out.get("chance_level")):
+            greyed.append(i)
         auc = out.get("test_auc") or {}
         auc_text = MISSING if auc.get("value") is None else _num(auc["value"])
         if auc.get("low") is not None and auc.get("high") is not None:
             auc_text += f" ({_num(auc['low'])}-{_num(auc['high'])})"
         rows.append([out.get("name"), _num(out.get("probability")), _num(out.get("raw_probability")),
                      _num(out.get("threshold")), _yes_no(out.get("positive")), auc_text,
-                     " ".join(filter(None, [CHANCE_NOTE if out.get("chance_level") else "",
+                     " ".join(filter(None, [f"{CHANCE_NOTE}." if out.get("chance_level") else "",
+                                            f"{out['transfer_note'][0].upper()}{out['transfer_note'][1:]}."
+                                            if out.get("transfer_note") else "",
                                             f"No decision: {out['no_decision']}."
                                             if out.get("no_decision") else ""]))])
-    fixed = [34 * mm, 22 * mm, 17 * mm, 17 * mm, 14 * mm, 28 * mm]
-    return _grid(["Output", "Probability (calibrated)", "Raw probability", "Threshold", "Positive",
-                  "Test AUC (95% CI)", "Note"], rows, fixed + [width - sum(fixed)])
+    fixed = [30 * mm, 20 * mm, 15 * mm, 15 * mm, 13 * mm, 26 * mm]
+    table = _grid(["Output", "Probability (calibrated)", "Raw probability", "Threshold", "Positive",
+                   "Test AUC (95% CI)", "Note"], rows, fixed + [width - sum(fixed)])
+    for row in greyed:
+        table.setStyle(TableStyle([("BACKGROUND", (0, row), (-1, row), GREYED)]))
+    return table
 
 
 def heatmaps(maps: dict[str, str], notes: dict[str, str], width: float) -> list[Flowable]:

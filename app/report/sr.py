@@ -20,7 +20,8 @@ The document is a Comprehensive SR (1.2.840.10008.5.1.4.1.1.88.33) holding a TID
     Qualitative Evaluations (C0034375, UMLS; TID 1500 rows 12-14), TEXT items:
       Comment (121106, DCM): "RESEARCH, NOT FOR CLINICAL USE. " + the result's disclaimer
       input quality gate verdict, then one item per gate reason ("warn too_small: ...")
-      per-model input-gate warnings, chance-level outputs, model disagreement, flags
+      per-model input-gate warnings, chance-level outputs, per output its transfer evidence
+        ("<model>: <output>: validated only on its training sources: ..."), model disagreement, flags
       when source values were not valid DICOM: "Attributes left empty" naming their keywords
 
 "Not for clinical use" is carried in SeriesDescription, in that Comment, and by the flags:
@@ -76,6 +77,7 @@ GATE_REASON = CodedConcept("GATE-REASON", LOCAL, "Input quality gate reason")
 MODEL_GATE = CodedConcept("MODEL-GATE", LOCAL, "Model input gate warning")
 CHANCE = CodedConcept("CHANCE-LEVEL", LOCAL, "No better than chance on its test set")
 NO_DECISION = CodedConcept("NO-DECISION", LOCAL, "No present/absent decision")
+TRANSFER = CodedConcept("TRANSFER", LOCAL, "Transfer evidence")
 AGREEMENT = CodedConcept("DISAGREEMENT", LOCAL, "Models disagree")
 FLAG = CodedConcept("FLAG", LOCAL, "Consistency flag")
 EMPTIED = CodedConcept("EMPTIED", LOCAL, "Attributes left empty")
@@ -220,6 +222,8 @@ def caveats(result: dict[str, Any], models: list[dict[str, Any]]) -> Iterator[tu
         for output in model.get("outputs") or []:
             if output.get("chance_level"):
                 yield CHANCE, f"{model['name']}: {output.get('name')}"
+            if output.get("transfer_note"):  # every output: whether it holds outside its training sources
+                yield TRANSFER, f"{model['name']}: {output.get('name')}: {output['transfer_note']}"
             if output.get("no_decision"):  # its Present/Absent item is left out: say why
                 yield NO_DECISION, f"{model['name']}: {output.get('name')}: {output['no_decision']}"
     for name, agree in (result.get("agreement") or {}).items():

@@ -36,7 +36,8 @@ def test_predict_structure(client, bank, tmp_path):
         assert [o["name"] for o in entry["outputs"]] == m.outputs
         for o in entry["outputs"]:
             assert {"name", "probability", "raw_probability", "threshold", "positive",
-                    "chance_level", "test_auc"} <= set(o)
+                    "chance_level", "test_auc", "evidence_status", "held_out", "transfer_note",
+                    "greyed"} <= set(o)
             assert 0 <= o["probability"] <= 1 and o["positive"] == (o["probability"] >= o["threshold"])
             assert o["chance_level"] is True               # the tiny models have no test metrics
         assert "heatmaps" not in entry

@@ -42,6 +42,8 @@ def test_gunicorn_serves_predictions(models_dir, tmp_path):
             assert rv.headers["X-Frame-Options"] == "DENY"
     log = (tmp_path / "gunicorn.log").read_text(errors="replace")
     assert "x.png" not in log     # access log holds paths and status codes only
+    # the address is said once the models are loaded (make demo prints no URL before that)
+    assert f"serving 2 models at {url} (Ctrl-C to stop)" in log
     # gunicorn configures no handler for the app's loggers: the audit line must still be there.
     [audit] = [json.loads(line) for line in log.splitlines() if line.startswith('{"time"')]
     assert audit["event"] == "predict" and audit["status"] == 200 and len(audit["models"]) == 2

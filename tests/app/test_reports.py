@@ -63,10 +63,14 @@ def test_compare_page_renders_compare_models_report(make_app, evaluated):
     assert f"{paired['diff']:.3f}" in page and f"{paired['low']:.3f}–{paired['high']:.3f}" in page
     assert f"{paired['p_value']:.3f}" in page and "1.5 s" in page
     assert page.count('class="tag">best') == 1
-    assert page.count('src="data:image/png;base64,') == len(summary["figures"]) == 2
+    # Per output: ROC and PR with operating points, reliability side by side (served, not inlined)
+    assert len(summary["figures"]) == 6 and 'src="data:image/png;base64,' not in page
+    for f in summary["figures"]:
+        assert f'src="/compare/files/{f}"' in page, f
     view = load_report(folder).view
-    # 2 outputs x 2 models x 5 metrics + 2 macro AUCs + 1 paired difference
-    assert len(_cells(page)) == 2 * 2 * 5 + 2 + 1
+    # 2 outputs x 2 models x 5 metrics + 2 macro AUCs + 1 paired difference + 2 outputs' kappa
+    assert len(_cells(page)) == 2 * 2 * 5 + 2 + 1 + 2
+    assert page.count('<span class="status">validated only on its training sources<') == 4  # 2 x 2
     assert [m.name for m in view.models] == ["good", "inverted"] and view.outputs == ["Normal", "Pneumonia"]
 
 
@@ -331,3 +335,54 @@ def test_report_download_in_a_browser_is_multipart_and_shows_errors_inline(make_
             assert "expired" in page.inner_text(".report-error") and page.locator("section.model").count()
         finally:
             browser.close()
+
+
+def test_compare_page_shows_the_case_level_comparison(make_app, evaluated):
+    folder = evaluated["compare"]
+    cases = json.loads((folder / "cases.json").read_text())["outputs"]["Pneumonia"]
+    client = make_app(COMPARE_DIR=str(folder)).test_client()
+    page = client.get("/compare").get_data(as_text=True)
+    assert "Disagreement gallery" in page and "Errors shared and not shared" in page
+    for r in cases["rows"]:                         # every gallery case links to its result view
+        assert f'href="/compare/cases/{r["case"]}"' in page
+    first = cases["rows"][0]
+    for cell in first["models"].values():      # probability vs threshold as text, map or why
+        assert f"{cell['probability']:.3f}" in page
+        assert (f'src="/compare/files/{cell["file"]}"' in page) if "file" in cell else cell["why"] in page
+    pair = cases["pairs"][0]
+    assert f"{pair['kappa']['value']:.3f}" in page and pair["mcnemar"]["method"] in page
+    wrong = cases["errors"]
+    assert f'<th>good</th><td class="num">{wrong["good"]}</td>' in page
+    assert "case_files" not in page and str(folder) not in page
+
+
+def test_compare_pictures_are_served_and_nothing_else(make_app, evaluated):
+    folder = evaluated["compare"]
+    row = json.loads((folder / "cases.json").read_text())["outputs"]["Pneumonia"]["rows"][0]
+    client = make_app(COMPARE_DIR=str(folder)).test_client()
+    rv = client.get(f"/compare/files/{row['image']}")
+    assert rv.status_code == 200 and rv.data[:2] == b"\xff\xd8"   # a JPEG
+    for name in ("compare.json", "case_files.json", "../compare/compare.csv", "cases/none.jpg"):
+        assert client.get(f"/compare/files/{name}").status_code == 404, name
+
+
+def test_a_gallery_case_opens_in_the_result_view(make_app, evaluated):
+    folder = evaluated["compare"]
+    files = json.loads((folder / "case_files.json").read_text())
+    case = next(iter(files))
+    client = make_app(COMPARE_DIR=str(folder)).test_client()
+    rv = client.get(f"/compare/cases/{case}")
+    page = rv.get_data(as_text=True)
+    assert rv.status_code in (200, 422) and f"test case {case}" in page
+    assert Path(files[case]).name not in page                   # the file name is patient data
+    assert client.get("/compare/cases/99999").status_code == 404
+
+
+def test_api_compare_returns_what_the_page_shows(make_app, evaluated):
+    folder = evaluated["compare"]
+    client = make_app(COMPARE_DIR=str(folder)).test_client()
+    data = client.get("/api/compare").get_json()
+    assert data["cases"] == json.loads((folder / "cases.json").read_text())
+    assert data["summary"]["best"] == json.loads((folder / "compare.json").read_text())["best"]
+    assert str(folder.parent) not in json.dumps(data)
+    assert make_app().test_client().get("/api/compare").status_code == 404

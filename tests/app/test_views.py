@@ -215,11 +215,11 @@ def test_warned_upload_shows_the_warning_above_the_columns(client, tmp_path):
     assert 'class="prob"' in page
 
 
-def test_result_page_has_agreement_chance_marks_and_a_report_form(client, bank, tmp_path):
+def test_result_page_has_agreement_greyed_untested_outputs_and_a_report_form(client, bank, tmp_path):
     page = upload(client, MAKERS["png-gray"](tmp_path)).get_data(as_text=True)
     assert "Agreement between the models" in page
     assert page.count('<tr data-output=') == len({o for m in bank for o in m.outputs})
-    assert page.count('class=" chance"') + page.count('class="positive chance"') == \
+    assert page.count('class=" greyed"') + page.count('class="positive greyed"') == \
         sum(len(m.outputs) for m in bank)                       # untested: every row greyed
-    assert "not evaluated on a test set" in page
+    assert page.count("not evaluated on a test set") == sum(len(m.outputs) for m in bank)
     assert 'action="/report"' in page and 'class="payload"' in page

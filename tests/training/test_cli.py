@@ -137,3 +137,27 @@ def test_a_command_after_the_verbose_flag_gets_its_experiment_flags():
     assert _command_in(["-v", "semi", "--data", "d"]) == "semi" and _command_in(["--help"]) == ""
     args = build_parser(only=_command_in(["-v", "semi", "--rounds", "3"])).parse_args(["-v", "semi", "--rounds", "3"])
     assert args.rounds == 3 and args.verbose
+
+
+def test_version_names_cxrlab_keras_and_the_backend(capsys):
+    import keras
+
+    import training
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    said = capsys.readouterr().out.strip()
+    assert said.startswith(f"cxrlab {training.__version__} (keras {keras.__version__}, "
+                           f"backend {keras.backend.backend()}")
+
+
+def test_python_dash_m_training_gives_the_version_too():
+    import subprocess
+    import sys
+
+    import training
+
+    done = subprocess.run([sys.executable, "-m", "training", "--version"], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith(f"cxrlab {training.__version__} (keras ")

@@ -114,7 +114,7 @@ def _argv(command: str, out: Path, model: Path) -> list[str]:
 #: Every command that loads data (a new one must be added here: the test below checks the list).
 DATA_COMMANDS = ["train", "train-all", "pretrain", "semi", "demo", "clinical", "report", "split",
                  "shortcuts:probe", "shortcuts:loso", "evaluate", "compare", "calibrate", "fit-gate",
-                 "cross-collection"]
+                 "cross-collection", "cross-site"]
 
 
 def test_every_command_with_data_flags_is_checked():

@@ -267,6 +267,15 @@ def build_card(cfg: TrainConfig, prep: Prepared, facts: dict, post: PostTraining
 
 
 # ------------------------------------------------------------------ entry points
+def resolved(cfg: TrainConfig) -> tuple[TrainConfig, str | None]:
+    """``cfg`` as the trainer runs and records it: "auto" mode/weights resolved (with the note
+    saying why when it falls back) and the default lr made explicit. Whoever asks "was this
+    model trained with ``cfg``?" (the demo's reuse, a cross-collection fold) compares this."""
+    mode, weights, note = resolve_auto(cfg.arch, cfg.mode, cfg.weights)
+    cfg = dataclasses.replace(cfg, mode=mode, weights=weights)
+    return dataclasses.replace(cfg, lr=cfg.resolved_lr()), note
+
+
 def train(cfg: TrainConfig, ds=None, callbacks: Iterable[keras.callbacks.Callback] = (),
           verbose: int = 1) -> Path:
     """Train the model of ``cfg``; return its folder (``model.keras``, ``card.json``, ...).
@@ -274,12 +283,10 @@ def train(cfg: TrainConfig, ds=None, callbacks: Iterable[keras.callbacks.Callbac
     Restarting an interrupted run with the same config resumes it. ``ds`` (an already loaded
     dataset) and ``callbacks`` (extra, e.g. for tests) are optional.
     """
-    mode, weights, note = resolve_auto(cfg.arch, cfg.mode, cfg.weights)
+    cfg, note = resolved(cfg)  # the saved config records the mode, weights and lr used
     if note:
         log.warning(note)
         print(f"WARNING: {note}", file=sys.stderr)
-    cfg = dataclasses.replace(cfg, mode=mode, weights=weights)
-    cfg = dataclasses.replace(cfg, lr=cfg.resolved_lr())  # the saved config records the lr used
     dist = make_distribution(cfg.distribute)
     with worker_out(cfg.out, dist) as out:
         # Non-chief workers run every step (the collectives need them) but write to ``out``,

@@ -2,7 +2,8 @@
 
 Same split (the cards' split hashes must agree), same rows, same patient resamples for
 every CI, thresholds chosen on each model's validation part, and a paired bootstrap of the
-macro ROC-AUC between the best model and each other one.
+macro ROC-AUC between the best model and each other one. Case by case (``cases.json``): the
+cards' own thresholds through the runtime's decision rule, as the app serves them.
 """
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ from training.evaluation.bootstrap import ScalarMetric, paired_bootstrap
 from training.evaluation.estimate import Estimate
 from training.data.spec import DataSpec
 from training.evaluation.evalset import check_overlap, image_cache, load_eval_set, training_split
+from training.evaluation.cases import CASES_FILE, GALLERY_K
 from training.evaluation.evaluate import DISCLAIMER, SEED, model_thresholds, rounded, score, slug, write_json
+from training.evaluation.gallery import write_cases
 from training.evaluation.predict import predict_paths
 from training.evaluation.report import render_comparison
 from training.evaluation import plots
 from training.preprocess import load_image
-from training.runtime import Runtime, load_all
+from training.runtime import Prediction, Runtime, load_all
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,20 @@ def _row(m: Runtime, scored: dict, thr: dict, latency: float) -> dict[str, Any]:
             "params_total": (card.params or {}).get("total"),
             "params_trainable": (card.params or {}).get("trainable"),
             "seconds_per_epoch": card.training.seconds_per_epoch,
-            "latency_ms": latency, "threshold_method": thr["method"], "estimates": estimates}
+            "latency_ms": latency, "threshold_method": thr["method"], "estimates": estimates,
+            "transfer": _transfer(card, m.outputs)}
+
+
+def _transfer(card: Any, outputs: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per output, the card's transfer evidence status and its best held-out AUC (or None),
+    shown beside this comparison's (internal) test AUC."""
+    ev = card.evidence
+    out = {}
+    for o in outputs:
+        best = ev.best_transfer(o) if ev else None
+        out[o] = {"status": ev.status(o) if ev else None,
+                  "held_out": None if best is None else {**_cell(best.auc), "what": best.what}}
+    return out
 
 
 def _cell(cell: Any) -> dict[str, Any]:
@@ -96,7 +112,7 @@ def _cell(cell: Any) -> dict[str, Any]:
 def flat_row(row: dict[str, Any]) -> dict[str, Any]:
     """A compare.json row as one table row (compare.csv, compare.html): ``"<output>: <metric>"``
     columns with ``" low"``/``" high"`` beside them (``overall`` metrics without a prefix)."""
-    out = {k: v for k, v in row.items() if k != "estimates"}
+    out = {k: v for k, v in row.items() if k not in ("estimates", "transfer")}
     for section, metrics in row["estimates"].items():
         for metric, e in metrics.items():
             name = metric if section == "overall" else f"{section}: {metric}"
@@ -108,13 +124,17 @@ def compare_models(model_dirs: Sequence[str | Path], data: DataSpec | Sequence[s
                    part: str = "test", out_dir: str | Path = "compare", n_boot: int = 1000,
                    allow_split_mismatch: bool = False, allow_overlap: bool = False,
                    threshold_method: str = "youden", target_sensitivity: float | None = None,
-                   batch_size: int = 32, cache_dir: str | Path | None = None) -> pd.DataFrame:
+                   batch_size: int = 32, cache_dir: str | Path | None = None,
+                   gallery_k: int = GALLERY_K) -> pd.DataFrame:
     """Evaluate every model on the same part of one split; one row per model.
 
     ``data``: a DataSpec (paths alone: default options), read as in ``evaluate_model``.
 
-    Writes ``compare.csv``, ``compare.json``, ``compare.html`` and ROC overlay PNGs in
-    ``out_dir``. Refuses models of different tasks, models trained on different splits
+    Writes ``compare.csv``, ``compare.json``, ``compare.html``, per output ROC and PR curves
+    with each model's operating point and reliability diagrams (PNG), and the case-level
+    comparison (``cases.json``: the disagreement gallery of ``gallery_k`` cases plus every
+    split decision with each model's Grad-CAM, shared errors, κ and McNemar; see
+    :mod:`training.evaluation.gallery`) in ``out_dir``. Refuses models of different tasks, models trained on different splits
     (unless ``allow_split_mismatch``) and test images a model trained on (unless
     ``allow_overlap``).
     """
@@ -138,7 +158,9 @@ def compare_models(model_dirs: Sequence[str | Path], data: DataSpec | Sequence[s
                                hint="fix or remove them, or use on_error='skip'")
     ok = np.array([e is None for e in errors], dtype=bool)
     Y, groups = evs.targets[ok], evs.groups[ok]
-    probs = {m.name: m.calibrate(p[ok]) for m, p in zip(models, probs)}
+    # The card's thresholds through the runtime's decision rule, as served: the case-level part.
+    preds = {m.name: m.interpret(p[ok]) for m, p in zip(models, probs)}
+    probs = {name: p.calibrated for name, p in preds.items()}
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,9 +175,11 @@ def compare_models(model_dirs: Sequence[str | Path], data: DataSpec | Sequence[s
         r["macro AUC diff vs best"] = paired.get(r["model"], {}).get("diff")
         r["macro AUC p-value vs best"] = paired.get(r["model"], {}).get("p_value")
     structured, rows = rows, [flat_row(r) for r in rows]
-    figures = [plots.plot_roc_overlay({m.name: (Y[:, j], probs[m.name][:, j]) for m in models},
-                                      out / f"roc_overlay_{slug(o)}.png", title=f"ROC: {o}").name
-               for j, o in enumerate(first.outputs)]
+    cases = write_cases(out, models, [p for p, good in zip(evs.paths, ok) if good], Y, groups,
+                        preds, n_boot, SEED, gallery_k)
+    for j, o in enumerate(first.outputs):
+        cases[o]["figures"] = _figures(out, o, j, Y, preds)
+    figures = [f for o in first.outputs for f in cases[o]["figures"].values()]
     df = pd.DataFrame(rows)
     io.write_csv(out / "compare.csv", df)
     summary = rounded({"split": evs.split, "split_sha256": first.card.split.sha256,
@@ -169,7 +193,22 @@ def compare_models(model_dirs: Sequence[str | Path], data: DataSpec | Sequence[s
     write_json({**summary, "models": rounded(structured),
                 "details": {k: v["metrics"] for k, v in scored.items()}}, out / "compare.json")
     io.write_text(out / "compare.html", render_comparison(summary, table, list(df.columns)))
+    write_json(rounded({"k": gallery_k, "models": [m.name for m in models], "n_boot": n_boot,
+                        "outputs": cases}), out / CASES_FILE)
     return df
+
+
+def _figures(out: Path, output: str, j: int, Y: np.ndarray, preds: dict[str, Prediction]) -> dict[str, str]:
+    """One output's figures: ROC and PR with each model's operating point, reliability side by side."""
+    marked = {n: (Y[:, j], p.calibrated[:, j], p.positive[:, j] if p.decided[j] else None)
+              for n, p in preds.items()}
+    s = slug(output)
+    return {"roc": plots.plot_marked_curves(marked, "roc", out / f"roc_{s}.png", f"ROC: {output}").name,
+            "pr": plots.plot_marked_curves(marked, "pr", out / f"pr_{s}.png",
+                                           f"Precision-recall: {output}").name,
+            "reliability": plots.plot_reliability_panels(
+                {n: (Y[:, j], p.calibrated[:, j]) for n, p in preds.items()},
+                out / f"reliability_{s}.png", f"Reliability: {output}").name}
 
 
 def _first_image(paths: list[str], ok: np.ndarray, m: Runtime) -> np.ndarray:

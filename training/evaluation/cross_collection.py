@@ -95,28 +95,44 @@ def find_collections(spec: DataSpec) -> list[Collection]:
     return out
 
 
-def _default_trainer(cfg: TrainConfig) -> Path:
+def default_trainer(cfg: TrainConfig) -> Path:
     from training.engine.fit import train  # loads Keras: only when a fold trains
 
     return train(cfg, verbose=0)
 
 
-def trained_with(model_dir: Path, cfg: TrainConfig) -> bool:
+#: TrainConfig fields that say where and on what a model trained, not how: two models whose
+#: configs differ only in these share a recipe (``cross-site --card``).
+NOT_RECIPE = ("data", "split", "out", "name", "parts", "cache_dir")
+
+
+def trained_with(model_dir: Path, cfg: TrainConfig, ignore: Sequence[str] = ()) -> bool:
     """Whether ``model_dir`` holds a finished model of exactly ``cfg`` (its saved config, with
-    the trainer's resolved lr, mode and weights): a rerun of an interrupted cross-collection
-    evaluates it instead of training it again."""
-    from training.models.weights import resolve_auto  # the trainer's own resolution of "auto"
+    the trainer's resolved lr, mode and weights; fields in ``ignore`` not compared): a rerun of
+    an interrupted fold evaluates it instead of training it again."""
+    from training.engine.fit import resolved  # the trainer's own resolution; loads Keras: only here
 
     if not ((model_dir / "card.json").is_file() and (model_dir / "config.yaml").is_file()):
         return False
-    mode, weights, _ = resolve_auto(cfg.arch, cfg.mode, cfg.weights)
-    wanted = dataclasses.replace(cfg, mode=mode, weights=weights)
-    wanted = dataclasses.replace(wanted, lr=wanted.resolved_lr()).to_dict()
-    same = load_config(model_dir / "config.yaml").to_dict() == wanted
-    if same:
-        log.info("cross-collection: %s holds this fold's model (same recipe): not trained again",
-                 model_dir.name)
-    return same
+    wanted = resolved(cfg)[0].to_dict()
+    saved = load_config(model_dir / "config.yaml").to_dict()
+    return all(saved.get(k) == v for k, v in wanted.items() if k not in ignore)
+
+
+def run_fold(cfg: TrainConfig, test: DataSpec, fold_dir: Path, n_boot: int, trainer: Trainer,
+             split: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """One fold of a leave-one-group-out protocol: train ``cfg`` (or reuse its finished model,
+    see :func:`trained_with`), then evaluate it on ``test``: without ``split`` all of it
+    (external), else the test part of ``split``; in ``fold_dir/evaluation``."""
+    model_dir = Path(cfg.out)
+    if trained_with(model_dir, cfg):
+        log.info("%s holds this fold's model (same recipe): not trained again", model_dir.name)
+    else:
+        model_dir = trainer(cfg)
+    result = evaluate_model(model_dir, test, split=split, external=split is None,
+                            out_dir=fold_dir / "evaluation", n_boot=n_boot,
+                            batch_size=cfg.batch_size, cache_dir=cfg.cache_dir)
+    return model_dir, result
 
 
 def _cell(name: str, trained: Sequence[Collection], held: Collection, per_output: dict) -> dict[str, Any]:
@@ -144,10 +160,7 @@ def _run_fold(fold: Fold, cols: list[Collection], cfg: TrainConfig, spec: DataSp
     fold_cfg = dataclasses.replace(cfg, data=[d for c in trained for d in c.data], split=None,
                                    out=str(fold_dir / "model"), name=f"without-{held.name}")
     log.info("cross-collection: training on %s, testing on %s", [c.name for c in trained], held.name)
-    model_dir = Path(fold_cfg.out) if trained_with(Path(fold_cfg.out), fold_cfg) else trainer(fold_cfg)
-    result = evaluate_model(model_dir, spec.replace(data=held.data), external=True,
-                            out_dir=fold_dir / "evaluation", n_boot=n_boot,
-                            batch_size=cfg.batch_size, cache_dir=cfg.cache_dir)
+    model_dir, result = run_fold(fold_cfg, spec.replace(data=held.data), fold_dir, n_boot, trainer)
     per_output = result["metrics"].get("per_output") or {}
     return {"held_out": held.name, "train_on": [c.name for c in trained],
             "test_set": result["test_set"], "model": str(model_dir),
@@ -164,7 +177,7 @@ def cross_collection(spec: DataSpec, cfg: TrainConfig, out_dir: str | Path, n_bo
     cols = find_collections(spec)
     folds = leave_one_group_out([c.name for c in cols])
     names = _vocabulary_order(cols)
-    results = {f.held_out: _run_fold(f, cols, cfg, spec, out, n_boot, trainer or _default_trainer, names)
+    results = {f.held_out: _run_fold(f, cols, cfg, spec, out, n_boot, trainer or default_trainer, names)
                for f in folds}
     result = {"check": "cross_collection", "protocol": "leave one collection out (Cohen et al., MIDL "
               "2020): train on every other collection, test on all of the one left out (external)",

@@ -32,6 +32,7 @@ from training.evaluation import metrics as M
 from training.evaluation.bootstrap import attach_ci, bootstrap_metrics
 from training.evaluation.calibration import METHODS as CALIBRATION_METHODS
 from training.evaluation.calibration import Calibration
+from training.evaluation.records import TestEvaluation
 from training.evaluation.posttrain import PostTraining, post_train
 from training.evaluation.reliability import calibration_section
 from training.evaluation.predict import predict_paths
@@ -352,7 +353,8 @@ def evaluate_model(model_dir: str | Path, data: DataSpec | Sequence[str], split:
                                       "thresholds", "metrics", "overlap")}
     summary["calibration"] = _ece_summary(result["calibration"])
     summary["split_sha256"] = split_hash(evs.split) if evs.split else None
-    update_card(model_dir, metrics={**lm.card.metrics.to_json(), "test": summary})
+    update_card(model_dir, metrics={**lm.card.metrics.to_json(), "test": summary},
+                evidence=lm.card.evidence.with_test(TestEvaluation.from_json(summary)).to_json())
     return result
 
 

@@ -10,6 +10,7 @@ from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocC
 
 from training import io
 from training.evaluation.estimate import Estimate
+from training.evaluation.reliability import expected_calibration_error, reliability_curve
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
@@ -66,6 +67,64 @@ def plot_roc_overlay(models: dict[str, tuple[np.ndarray, np.ndarray]], path: str
     curves = _curves([v[0] for v in models.values()], [v[1] for v in models.values()],
                      list(models), "roc")
     return _curve_figure(curves, "roc", title, path)
+
+
+def operating_point(y: np.ndarray, positive: np.ndarray, kind: str) -> tuple[float, float] | None:
+    """Where a model's decisions sit on its curve: ROC (FPR, TPR) or PR (recall, precision);
+    None where undefined. From the decisions, not a threshold: any decision rule works."""
+    y, d = np.asarray(y, dtype=np.float64), np.asarray(positive, dtype=bool)
+    known = ~np.isnan(y)
+    y, d = y[known] == 1, d[known]
+    tp, fp = float((d & y).sum()), float((d & ~y).sum())
+    pos, neg = float(y.sum()), float((~y).sum())
+    if kind == "roc":
+        return (fp / neg, tp / pos) if pos and neg else None
+    return (tp / pos, tp / (tp + fp)) if pos and tp + fp else None
+
+
+def plot_marked_curves(models: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+                       kind: str, path: str | Path, title: str) -> Path:
+    """One ROC (``kind`` "roc") or precision-recall ("pr") curve per model for the same output,
+    each with its operating point marked: ``{model: (y, p, decisions or None)}``."""
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.add_subplot()
+    display = RocCurveDisplay if kind == "roc" else PrecisionRecallDisplay
+    curves = _curves([v[0] for v in models.values()], [v[1] for v in models.values()], list(models), kind)
+    for label, y, p in curves:
+        line = display.from_predictions(y, p, ax=ax, name=label).line_
+        decisions = models[label][2]
+        point = None if decisions is None else operating_point(models[label][0], decisions, kind)
+        if point is not None:
+            ax.plot(*point, marker="o", ms=9, mfc="white", mec=line.get_color(), mew=2.5,
+                    ls="none", label=f"{label}: operating point")
+    if kind == "roc":
+        ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=1)
+    if curves:
+        ax.legend(fontsize="small")
+    else:
+        ax.text(0.5, 0.5, "not defined (needs both classes)", ha="center", va="center")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_reliability_panels(models: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
+                            title: str = "Reliability") -> Path:
+    """One reliability diagram per model, side by side, same axes: ``{model: (y, p)}``."""
+    n = max(1, len(models))
+    fig = Figure(figsize=(3.2 * n, 3.6))
+    for i, (name, (y, p)) in enumerate(models.items()):
+        ax = fig.add_subplot(1, n, i + 1)
+        c = reliability_curve(y, p)
+        x, f = np.asarray(c["mean_predicted"], dtype=float), np.asarray(c["fraction_positive"], dtype=float)
+        ok = np.isfinite(x) & np.isfinite(f)
+        ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=1)
+        ax.plot(x[ok], f[ok], marker="o")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted",
+               title=f"{name}\nECE {expected_calibration_error(y, p):.3f}")
+        if i == 0:
+            ax.set_ylabel("observed fraction positive")
+    fig.suptitle(title)
+    return _save(fig, path)
 
 
 def plot_reliability(calibration: dict[str, dict[str, Any]], path: str | Path,

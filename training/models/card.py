@@ -28,6 +28,7 @@ from training.io import file_sha256, jsonable  # noqa: F401  (re-exported: older
 from training.clinical.records import EncoderRecord
 from training.data.records import DataSummary, SplitRecord
 from training.evaluation.records import CalibrationRecord, CardMetrics, MetricSet, TestEvaluation
+from training.evaluation.evidence import TransferEvidence, evidence_from_test
 from training.gate.ood import GateRecord
 from training.models.records import InitialisationRecord, PretrainingRecord, TrainingSummary, TransferRecord
 from training.preprocess import PreprocessConfig
@@ -69,6 +70,7 @@ class ModelCard:
     data: DataSummary = field(default_factory=DataSummary)
     thresholds: ThresholdRecord | None = None  # training.evaluation.thresholds (posttrain writes it)
     metrics: CardMetrics = field(default_factory=CardMetrics)   # validation and test evaluation
+    evidence: TransferEvidence | None = None   # per output: where its AUC was measured (never None once built)
     pretraining: PretrainingRecord | None = None   # a CXR-pretrained backbone: on what
     metadata_features: list[str] | None = None     # clinical fusion: the metadata inputs, in order
     metadata_encoder: EncoderRecord | None = None  # clinical fusion: the fitted encoder
@@ -89,6 +91,8 @@ class ModelCard:
             self.preprocessing = PreprocessConfig.from_dict(self.preprocessing)
         for key, record in SECTIONS.items():
             value = getattr(self, key)
+            if key == "evidence" and value is None:  # a card from before the section: its test is its evidence
+                value = TransferEvidence(evidence_from_test(self.metrics.test))
             if value is None and key not in OPTIONAL_SECTIONS:
                 value = {}
             setattr(self, key, None if value is None else record.from_json(value))
@@ -161,7 +165,8 @@ class ModelCard:
 #: The card's typed sections and their records (each: ``from_json`` validates, ``to_json``).
 SECTIONS: dict[str, Any] = {
     "transfer": TransferRecord, "initialisation": InitialisationRecord, "training": TrainingSummary,
-    "split": SplitRecord, "data": DataSummary, "metrics": CardMetrics, "pretraining": PretrainingRecord,
+    "split": SplitRecord, "data": DataSummary, "metrics": CardMetrics, "evidence": TransferEvidence,
+    "pretraining": PretrainingRecord,
     "metadata_encoder": EncoderRecord, "calibration": CalibrationRecord, "gate": GateRecord}
 OPTIONAL_SECTIONS = ("initialisation", "pretraining", "metadata_encoder", "calibration", "gate")
 
@@ -172,7 +177,9 @@ def migrate(raw: dict) -> dict:
     Version 1 -> 2: ``thresholds`` + the ``threshold_method`` sentence become one record
     (:meth:`ThresholdRecord.from_v1`, the only reader of that sentence); the top-level
     ``test_set`` moves into ``metrics.test`` (where evaluate also wrote it). The other
-    sections kept their JSON shape and are typed on load.
+    sections kept their JSON shape and are typed on load. A card without ``evidence`` (any
+    version: the section is additive) gets its test evaluation's items on construction
+    (:func:`~training.evaluation.evidence.evidence_from_test`, also what evaluate writes with).
     """
     if raw.get("card_version", CARD_VERSION) >= CARD_VERSION:
         return raw

@@ -118,7 +118,8 @@ class PretrainingRecord:
 _FACTS = {"epochs_run": _int, "best_epoch": _int, "seconds_per_epoch": _number,
           "train_images_used": _int, "feature_cache": None, "feature_cache_reason": _str,
           "mixed_precision": _str, "distribute": _str, "replicas": _int, "global_batch": _int,
-          "effective_batch": _int, "lr_used": _number, "finetune_lr_used": _number}
+          "effective_batch": _int, "lr_used": _number, "finetune_lr_used": _number,
+          "reused": _str}
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class TrainingSummary:
     effective_batch: int | None = None
     lr_used: float | None = None
     finetune_lr_used: float | None = None
+    reused: str | None = None            # a later run took this model as it is: who, when (training.demo)
     batchnorm: dict[str, Any] = field(default_factory=dict)   # what batchnorm.settle did
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -166,7 +168,8 @@ class TrainingSummary:
 
     def to_json(self) -> dict[str, Any]:
         ids = {k: getattr(self, k) for k in ("arch", "mode", "task", "seed") if getattr(self, k) is not None}
-        facts = {k: getattr(self, k) for k in _FACTS}
+        # ``reused`` only once a run reused the model: the cards of every other run stay as they were
+        facts = {k: getattr(self, k) for k in _FACTS if k != "reused" or self.reused is not None}
         if all(v is None for v in facts.values()):
             facts = {}   # not written by the trainer (tests, hand-made cards): nothing to say
         extra = {"batchnorm": self.batchnorm} if self.batchnorm else {}
