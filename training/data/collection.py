@@ -79,6 +79,22 @@ def label_lists(findings: Iterable[Sequence[str]], annotated: Sequence[str],
     return pathologies, labels
 
 
+def view_name(value: Any, names: dict[str, str]) -> Any:
+    """A collection's view spelling under the project's view names (``names``: its lower-case
+    spellings → ours, e.g. ``{"lateral": "L"}``); blank → NA, anything else unchanged."""
+    if pd.isna(value) or not str(value).strip():
+        return pd.NA
+    text = str(value).strip()
+    return names.get(text.lower(), text)
+
+
+def view_names(views: Sequence[str] | None, names: dict[str, str]) -> list[str] | None:
+    """The ``views`` option under the project's view names (the collection's spelling works too)."""
+    if views is None:
+        return None
+    return [view_name(v, names) for v in ([views] if isinstance(views, str) else views)]
+
+
 def view_mask(views: pd.Series, allowed: Sequence[str] | None) -> np.ndarray:
     """Rows whose view is in ``allowed`` (case-insensitive); None keeps every row."""
     if allowed is None:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from training.data.chexpert import FINDINGS
-from training.data.collection import check_files, label_columns, view_mask
+from training.data.collection import check_files, label_columns, view_mask, view_name, view_names
 from training.data.csv_format import OnError, read_csv_text, require_columns
 from training.data.dataset import CXRDataset
 from training.data.spec import LABELER_CHOICES
@@ -63,8 +63,8 @@ def load_mimic(root: str | Path, views: Sequence[str] | None = DEFAULT_VIEWS,
                         hint="use --labeler chexpert or negbio")
     images, csv_path = _read(root, "metadata", ("dicom_id", *KEYS))
     images["line"] = np.arange(len(images)) + 2  # CSV line numbers (header = line 1)
-    images["view"] = images["ViewPosition"].map(_view) if "ViewPosition" in images else pd.NA
-    images = images[view_mask(images["view"], _views(views))].reset_index(drop=True)
+    images["view"] = images["ViewPosition"].map(lambda v: view_name(v, VIEW_NAMES)) if "ViewPosition" in images else pd.NA
+    images = images[view_mask(images["view"], view_names(views, VIEW_NAMES))].reset_index(drop=True)
     pathologies, studies = _study_labels(root, labeler, uncertain)
     df = images.merge(studies, on=list(KEYS), how="left", validate="many_to_one")
     meta = _meta(df, root, _official(root))
@@ -108,20 +108,6 @@ def _official(root: Path) -> dict[str, str]:
     split, _ = _read(root, "split", ("dicom_id", "split"))
     part = split["split"].str.lower().map(OFFICIAL)
     return dict(zip(split["dicom_id"][part.notna()], part[part.notna()]))
-
-
-def _view(value: Any) -> Any:
-    if pd.isna(value) or not str(value).strip():
-        return pd.NA
-    text = str(value).strip()
-    return VIEW_NAMES.get(text.lower(), text)
-
-
-def _views(views: Sequence[str] | None) -> list[str] | None:
-    """The ``views`` option under the project's view names (``LATERAL`` works too)."""
-    if views is None:
-        return None
-    return [_view(v) for v in ([views] if isinstance(views, str) else views)]
 
 
 def _meta(df: pd.DataFrame, root: Path, official: dict[str, str]) -> pd.DataFrame:

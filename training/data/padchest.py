@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from training.data.collection import check_files, label_lists, view_mask
+from training.data.collection import check_files, label_lists, view_mask, view_name, view_names
 from training.data.csv_format import (OnError, files_exist, normalize_sex, read_csv_text,
                                       require_columns)
 from training.data.dataset import CXRDataset
@@ -69,7 +69,7 @@ def load_padchest(root: str | Path, views: Sequence[str] | None = DEFAULT_VIEWS,
     findings, unreadable = _parse_labels(df["Labels"])
     annotated = {canonical(f) for listed in findings if listed for f in listed} - {None}
     meta = _meta(df, root)
-    keep = view_mask(meta["view"], _views(views))
+    keep = view_mask(meta["view"], view_names(views, VIEW_NAMES))
     log.info("%s: %d of %d rows have a view in %s", csv_path.name, keep.sum(), len(df), views)
     meta, lines = meta[keep].reset_index(drop=True), lines[keep]
     findings, unreadable = [f for f, k in zip(findings, keep) if k], unreadable[keep]
@@ -95,20 +95,6 @@ def _parse_labels(values: pd.Series) -> tuple[list[list[str] | None], np.ndarray
         terms = (" ".join(t.split()).lower() for t in parsed)
         out.append(sorted({t for t in terms if t and t not in NOT_FINDINGS}))
     return out, np.array([f is None for f in out], dtype=bool)
-
-
-def _view(value: Any) -> Any:
-    if pd.isna(value):
-        return pd.NA
-    text = str(value).strip()
-    return VIEW_NAMES.get(text.lower(), text)
-
-
-def _views(views: Sequence[str] | None) -> list[str] | None:
-    """The ``views`` option under the project's view names (``AP_horizontal`` works too)."""
-    if views is None:
-        return None
-    return [_view(v) for v in ([views] if isinstance(views, str) else views)]
 
 
 def _text(df: pd.DataFrame, name: str) -> pd.Series:
@@ -144,7 +130,7 @@ def _meta(df: pd.DataFrame, root: Path) -> pd.DataFrame:
         "path": _paths(df, root),
         "patient": [pd.NA if pd.isna(p) else f"{SOURCE}:{p}" for p in patient],
         "source": SOURCE,
-        "view": _text(df, "Projection").map(_view),
+        "view": _text(df, "Projection").map(lambda v: view_name(v, VIEW_NAMES)),
         "modality": "X-ray",
         "sex": normalize_sex(_text(df, "PatientSex_DICOM")),
         "age": _age(df),

@@ -16,8 +16,9 @@ Plain functions first; :class:`Calibration` wraps them and records how it was fi
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -168,21 +169,12 @@ def fit_sigmoid_output(y: np.ndarray, p: np.ndarray, method: str = "auto", seed:
 
 # ------------------------------------------------------------------ the stored calibration
 
-@dataclass
-class Calibration:
-    """A fitted calibration map and how it was fitted (``card.json``'s ``calibration``).
-
-    ``params``: softmax ``{"temperature": T}``; sigmoids ``{output: {"method": "platt", "a", "b"}
-    | {"method": "isotonic", "x", "y"} | {"method": "none", "reason"}}`` (plus ``why``).
+@dataclass(frozen=True)
+class Calibration(CalibrationRecord):
+    """A fitted calibration map that runs: the stored record (``card.json``'s ``calibration``:
+    its fields, validation and JSON are :class:`CalibrationRecord`'s) plus :meth:`apply`.
+    ``params`` may also carry ``why`` per output (how the method was chosen).
     """
-
-    kind: str
-    outputs: list[str]
-    method: str                      # temperature | platt | isotonic | none | per-output
-    params: dict[str, Any]
-    chosen_by: str = ""
-    fitted_on: dict[str, Any] = field(default_factory=dict)       # n_images, labelled, positives
-    validation_ece: dict[str, Any] = field(default_factory=dict)  # {output|macro: {raw, calibrated}}
 
     @classmethod
     def identity(cls, kind: str, outputs: Sequence[str], reason: str = "no calibration") -> Calibration:
@@ -208,11 +200,6 @@ class Calibration:
             return apply_temperature(P, self.params["temperature"])
         return np.stack([apply_sigmoid(P[:, j], self.params[o]) for j, o in enumerate(self.outputs)],
                         axis=1)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "outputs": list(self.outputs), "method": self.method,
-                "params": self.params, "chosen_by": self.chosen_by, "fitted_on": self.fitted_on,
-                "validation_ece": self.validation_ece}
 
     @classmethod
     def from_json(cls, d: Any, outputs: Sequence[str] | None = None,
@@ -275,16 +262,13 @@ def fit_calibration(Y: np.ndarray, P: np.ndarray, kind: str, outputs: Sequence[s
         cal = _fit_single(Y, P, outputs, method)
     else:
         cal = _fit_multilabel(Y, P, outputs, method, seed, groups)
-    cal.fitted_on = _fitted_on(Y, outputs)
-    cal.validation_ece = _ece_table(Y, P, cal.apply(P), outputs)
-    return cal
+    return dataclasses.replace(cal, fitted_on=_fitted_on(Y, outputs),
+                               validation_ece=_ece_table(Y, P, cal.apply(P), outputs))
 
 
 def _identity_fitted(Y: np.ndarray, P: np.ndarray, kind: str, outputs: list[str], reason: str) -> Calibration:
-    cal = Calibration.identity(kind, outputs, reason)
-    cal.fitted_on = _fitted_on(Y, outputs)
-    cal.validation_ece = _ece_table(Y, P, P, outputs)
-    return cal
+    return dataclasses.replace(Calibration.identity(kind, outputs, reason),
+                               fitted_on=_fitted_on(Y, outputs), validation_ece=_ece_table(Y, P, P, outputs))
 
 
 def _fit_single(Y: np.ndarray, P: np.ndarray, outputs: list[str], method: str) -> Calibration:
