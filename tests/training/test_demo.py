@@ -122,15 +122,15 @@ def test_make_demo_serves_with_the_app_saying_the_address_and_make_serve_needs_a
 
     root = Path(__file__).resolve().parents[2]
     out = tmp_path / "demo"
-    dry = subprocess.run(["make", "-n", "demo", f"OUT={out}", "PORT=8123"], cwd=root,
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "demo", f"OUT={out}", "PORT=8123"], cwd=root,
                          capture_output=True, text=True, check=True).stdout.splitlines()
     serve = (f".venv/bin/cxrlab serve --models-dir {out}/models --compare-dir {out}/compare "
              "--bind 127.0.0.1:8123")
     assert dry[-2:] == [f".venv/bin/cxrlab demo  --out {out}", serve]  # no early "http://" echo
     # -o: never (re)install here, whatever the state of .venv
-    missing = subprocess.run(["make", "-s", "-o", ".venv/.installed", "serve", f"OUT={out}"], cwd=root,
+    missing = subprocess.run(["make", "--no-print-directory", "-s", "-o", ".venv/.installed", "serve", f"OUT={out}"], cwd=root,
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "What to do: run make demo first" in missing.stderr
     (out / "models").mkdir(parents=True)
-    assert subprocess.run(["make", "-n", "serve", f"OUT={out}", "PORT=8123"], cwd=root, capture_output=True,
+    assert subprocess.run(["make", "--no-print-directory", "-n", "serve", f"OUT={out}", "PORT=8123"], cwd=root, capture_output=True,
                           text=True, check=True).stdout.splitlines()[-1] == serve
