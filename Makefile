@@ -34,11 +34,12 @@ dev: $(VENV)/.installed-dev
 SERVE = $(VENV)/bin/cxrlab serve --models-dir $(OUT)/models --compare-dir $(OUT)/compare --bind 127.0.0.1:$(PORT)
 
 ## make demo [DATA=PATH ...] [OUT=demo-output] [PORT=8000]: report, split, train the four
-## models (a second run reuses those trained with the same config, data and split), evaluate
-## on the held-back test part, then serve the app on 127.0.0.1.
+## models (a second run reuses those trained with the same config, data and split), each
+## evaluated as soon as it is trained. --serve: the app (the same `cxrlab serve` as make serve)
+## starts on 127.0.0.1 once the first model is ready, shows the others as they finish, and
+## keeps serving after the run (Ctrl-C stops both).
 demo: $(VENV)/.installed
-	$(VENV)/bin/cxrlab demo $(foreach d,$(DATA),--data $(d)) --out $(OUT)
-	$(SERVE)
+	$(VENV)/bin/cxrlab demo $(foreach d,$(DATA),--data $(d)) --out $(OUT) --serve --bind 127.0.0.1:$(PORT)
 
 ## make serve [OUT=demo-output] [PORT=8000]: serve the last demo's models and comparison (no training).
 serve: $(VENV)/.installed

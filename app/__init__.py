@@ -37,8 +37,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """
     # Imported here, not at the top: `import app` (gunicorn's config, healthcheck, app.config)
     # must not load TensorFlow, which the model bank and the blueprints bring in.
-    from app import api, audit, errors, security, views
-    from app.forms import make_upload_form
+    from app import api, audit, errors, model_watch, security, state, views
     from app.device import require_device
     from app.limiter import InflightLimiter
     from app.model_bank import ModelBank
@@ -48,20 +47,22 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.request_class = InMemoryRequest
     app.config.update(app_config.from_env())
     app.config.update(config or {})
-    bank = app.config.get("MODEL_BANK")
-    if bank is None:   # from_dir configures CXRLAB_DEVICE (and refuses gpu without a GPU)
+    bank, watch = app.config.get("MODEL_BANK"), None
+    if bank is None and app.config["TRAINING_STATUS"]:  # a demo still training: models as they finish
+        watch = model_watch.ModelWatch(app.config["MODELS_DIR"], app.config["TRAINING_STATUS"],
+                                       device=app.config["DEVICE"], warmup=app.config["WARMUP"])
+        watch.sync()
+        bank = watch.bank
+    elif bank is None:   # from_dir configures CXRLAB_DEVICE (and refuses gpu without a GPU)
         bank = ModelBank.from_dir(app.config["MODELS_DIR"], device=app.config["DEVICE"],
                                   warmup=app.config["WARMUP"])
     else:              # a bank loaded by the caller: the setting must still hold
         require_device(app.config["DEVICE"])
-    if not len(bank):
+    if not len(bank) and watch is None:
         log.warning("no models loaded from %s: train some with `make demo` or "
                     "`python -m training train-all`", app.config["MODELS_DIR"])
-    app.extensions["cxrlab"] = {
-        "bank": bank,
-        "limiter": InflightLimiter(int(app.config["MAX_INFLIGHT"])),
-        "form": make_upload_form([o for m in bank for o in m.outputs], bank.metadata_features),
-    }
+    app.extensions["cxrlab"] = {"limiter": InflightLimiter(int(app.config["MAX_INFLIGHT"])), "watch": watch}
+    state.install_bank(app.extensions["cxrlab"], bank)
     csrf.init_app(app)
     csrf.exempt(api.bp)
     app.register_blueprint(views.bp)
@@ -70,4 +71,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     security.init_app(app)
     audit.init_app(app)
     app.jinja_env.globals["disclaimer_detail"] = DISCLAIMER_DETAIL
+    model_watch.init_app(app)
     return app

@@ -171,4 +171,6 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "COMPARE_DIR": env.get("CXRLAB_COMPARE_DIR", os.path.join("out", "compare")),
         "WARMUP": True,
+        # `cxrlab demo --serve` sets it: serve that run's models as they finish (app/model_watch.py)
+        "TRAINING_STATUS": env.get("CXRLAB_TRAINING_STATUS") or None,
     }

@@ -47,4 +47,5 @@ def post_worker_init(worker) -> None:
         return
     bank = state["bank"]
     where = ", ".join(b if b.startswith("unix:") else f"http://{b}" for b in worker.cfg.bind)
-    print(f"serving {len(bank)} models at {where} (Ctrl-C to stop)", flush=True)
+    more = " (a demo is training: its other models appear as they finish)" if state.get("watch") else ""
+    print(f"serving {len(bank)} models at {where}{more} (Ctrl-C to stop)", flush=True)

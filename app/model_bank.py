@@ -5,7 +5,9 @@ A model folder is ``models/<name>/`` with ``card.json`` + ``model.keras`` (writt
 ``training.models.card.save_model``). Folders with neither are ignored (with a log line);
 a folder with only one of the two, an inconsistent card or two cards with one name refuse
 start-up. What a model is and how it predicts is the runtime's; this module keeps what is
-about serving: device placement, warm-up, the gate's verdict over all models, heatmaps.
+about serving: device placement, warm-up, the gate's verdict over all models, heatmaps (each
+a layer the page stacks over the one display image, and that layer blended for the API and
+reports).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from app.device import configure_device
-from app.imaging import display_overlay, jpeg_data_uri
+from app.imaging import Box, blend, cam_box, cam_region, colourise, display_image, jpeg_data_uri, png_data_uri
 from app.limiter import Deadline
 from training import preprocess as pp
 from training.errors import ModelCardError
@@ -53,8 +55,20 @@ class Heatmap:
     """One output's Grad-CAM at display resolution, or why it is not shown."""
 
     output: str
-    image: str | None = None            # JPEG data URI of the overlay on the uploaded image
+    image: str | None = None            # JPEG data URI of the map blended over the display image
     problem: str | None = None          # set when the map would mislead (uniform, NaN, 1×1 map)
+    # PNG data URI of the colour-mapped map alone, at its own resolution, for the model's
+    # ``heatmap_box`` on the display image (the page stacks it over that image)
+    layer: str | None = None
+
+
+@dataclass
+class DisplayImage:
+    """The upload as the pages show it (sent once; every model's heatmap layer lies on it)."""
+
+    uri: str                            # JPEG data URI
+    width: int
+    height: int
 
 
 @dataclass
@@ -66,6 +80,7 @@ class ModelResult:
     heatmaps: dict[str, Heatmap] = field(default_factory=dict)
     heatmap_class: str | None = None    # the map shown first (requested, else top finding)
     heatmap_problem: str | None = None  # why there are no maps at all (e.g. clinical inputs)
+    heatmap_box: Box | None = None      # where this model's maps lie on the display image
     seconds: float = 0.0
 
 
@@ -79,6 +94,7 @@ class ServedResult:
     width: int = 0
     height: int = 0
     gray: np.ndarray | None = None      # the decoded upload (float32 H×W), shared with the report
+    display: DisplayImage | None = None  # with heatmaps: the upload at display size
 
 
 def _scan(root: Path) -> list[Path]:
@@ -134,7 +150,7 @@ class ModelBank:
         models = load_all(_scan(root))
         if warmup:
             for m in models:
-                _warm_up(m)
+                warm_up(m)
         log.info("loaded %d model(s) on %s from %s", len(models), used, root)
         return cls(models, used, root)
 
@@ -166,9 +182,10 @@ class ModelBank:
         check = deadline.check if deadline is not None else _no_deadline
         facts = inspect(image_bytes, filename, max_pixels=max_pixels)
 
-        def done(gate: GateResult, results: list[ModelResult]) -> ServedResult:
+        def done(gate: GateResult, results: list[ModelResult],
+                 display: DisplayImage | None = None) -> ServedResult:
             return ServedResult(gate, results, time.perf_counter() - start, facts.width,
-                                facts.height, facts.decoded)
+                                facts.height, facts.decoded, display)
 
         checked = assess(facts)
         if checked.refused:
@@ -183,13 +200,15 @@ class ModelBank:
                                  for m in self.models if m.gate is not None}, checked)
         if verdict.refused:
             return done(verdict, [])
+        base = display_image(facts.decoded) if heatmaps else None
         results = []
         for m in self.models:
             if heatmaps:
                 check(f"the heatmaps of model {m.name}")
-            results.append(self._result(m, inputs[m.name], facts.decoded, runs[m.name], heatmaps,
+            results.append(self._result(m, inputs[m.name], facts.decoded, runs[m.name], base,
                                         heatmap_class))
-        return done(verdict, results)
+        shown = None if base is None else DisplayImage(jpeg_data_uri(base), base.shape[1], base.shape[0])
+        return done(verdict, results, shown)
 
     def _forward(self, m: Runtime, image: np.ndarray,
                  metadata: dict[str, float | None]) -> tuple[Prediction, float]:
@@ -200,7 +219,9 @@ class ModelBank:
         return prediction, time.perf_counter() - start
 
     def _result(self, m: Runtime, image: np.ndarray, gray: np.ndarray,
-                run: tuple[Prediction, float], heatmaps: bool, wanted: str | None) -> ModelResult:
+                run: tuple[Prediction, float], base: np.ndarray | None,
+                wanted: str | None) -> ModelResult:
+        """``base``: the display image when heatmaps are asked for, else None."""
         prediction, seconds = run
         start = time.perf_counter()
         calibrated = prediction.calibrated[0]
@@ -210,8 +231,8 @@ class ModelBank:
                    m.decision_thresholds(), positive, [undecided.get(o) for o in m.outputs])
         result = ModelResult(m.name, m.card.architecture, int(m.card.input_size),
                              [OutputResult(*row) for row in rows])
-        if heatmaps:
-            _add_heatmaps(result, m, image, gray, calibrated, wanted)
+        if base is not None:
+            _add_heatmaps(result, m, image, gray.shape, base, calibrated, wanted)
         result.seconds = seconds + time.perf_counter() - start
         return result
 
@@ -220,7 +241,7 @@ def _no_deadline(stage: str) -> None:
     """The check of a prediction without a time limit (the CLI, tests)."""
 
 
-def _warm_up(m: Runtime) -> None:
+def warm_up(m: Runtime) -> None:
     """Trace the graphs now, so that the first clinician does not wait for them."""
     size = int(m.card.input_size)
     m.forward(np.zeros((1, size, size, 3), np.uint8))
@@ -242,9 +263,10 @@ def heatmap_index(outputs: list[str], probs: np.ndarray, wanted: str | None) -> 
     return int(max(candidates, key=lambda i: probs[i]))
 
 
-def _add_heatmaps(result: ModelResult, m: Runtime, image: np.ndarray, gray: np.ndarray,
-                  probs: np.ndarray, wanted: str | None) -> None:
-    """One Grad-CAM per output (one batched call), drawn over the upload at display size."""
+def _add_heatmaps(result: ModelResult, m: Runtime, image: np.ndarray, shape: tuple[int, int],
+                  base: np.ndarray, probs: np.ndarray, wanted: str | None) -> None:
+    """One Grad-CAM per output (one batched call), cut to the part of the upload (``shape``)
+    the model saw: as a layer for the display image ``base``, and blended over it."""
     if m.metadata_features or not m.card.gradcam_layer:
         result.heatmap_problem = ("this model also takes clinical inputs: Grad-CAM of the image "
                                   "branch alone is not shown" if m.metadata_features else
@@ -252,8 +274,13 @@ def _add_heatmaps(result: ModelResult, m: Runtime, image: np.ndarray, gray: np.n
         return
     cam = explainer(m.model, m.card.gradcam_layer)
     _, maps = cam.explain_all(image)
+    box = result.heatmap_box = cam_box(base.shape[:2], m.preprocess)
     for name, heat in zip(m.outputs, maps):
         problem = cam_problem(heat, cam.map_size)
-        shown = None if problem else jpeg_data_uri(display_overlay(gray, heat, m.preprocess))
-        result.heatmaps[name] = Heatmap(name, shown, problem)
+        if problem:
+            result.heatmaps[name] = Heatmap(name, problem=problem)
+            continue
+        region = cam_region(heat, shape, m.preprocess)
+        result.heatmaps[name] = Heatmap(name, jpeg_data_uri(blend(base, region, box)),
+                                        layer=png_data_uri(colourise(region)))
     result.heatmap_class = m.outputs[heatmap_index(m.outputs, probs, wanted)]

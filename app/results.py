@@ -6,9 +6,14 @@ gate's verdict, whether each output did better than chance on its test set (AUC 
 0.5), whether it holds outside its training sources (the card's transfer evidence, one rule:
 :func:`transfer_view`), how many models agree per output, and "nothing found" positive with a
 finding.
+
+The result page's view of that dict (:func:`result_page`): the pathology × model matrix, each
+decision and greying in words, and the heatmap strip per pathology.
 """
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from app.cards import short_card
@@ -175,9 +180,12 @@ def _model_json(result: Any, served: Any) -> dict[str, Any]:
     if result.heatmaps:
         entry["heatmap_class"] = result.heatmap_class
         entry["heatmaps"] = {k: h.image for k, h in result.heatmaps.items() if h.image}
+        entry["heatmap_layers"] = {k: h.layer for k, h in result.heatmaps.items() if h.layer}
+        entry["heatmap_box"] = result.heatmap_box.to_json()
         entry["heatmap_notes"] = {k: h.problem for k, h in result.heatmaps.items() if h.problem}
     if result.heatmap_problem:
-        entry.update(heatmap_class=None, heatmaps={}, heatmap_notes={"*": result.heatmap_problem})
+        entry.update(heatmap_class=None, heatmaps={}, heatmap_layers={}, heatmap_box=None,
+                     heatmap_notes={"*": result.heatmap_problem})
     return entry
 
 
@@ -187,12 +195,119 @@ def result_json(prediction: Any, bank: Any, filename: str) -> dict[str, Any]:
     models = [_model_json(r, bank.get(r.name)) for r in prediction.models]
     for m in models:
         m["gate"] = gate["models"].get(m["name"])
+    image = {"width": prediction.width, "height": prediction.height}
+    if prediction.display is not None:   # with heatmaps: the picture their layers lie on
+        image["display"] = vars(prediction.display)
     return {"filename": filename, "gate": gate, "models": models,
-            "agreement": agreement(models), "flags": exclusive_flags(models),
-            "image": {"width": prediction.width, "height": prediction.height},
+            "agreement": agreement(models), "flags": exclusive_flags(models), "image": image,
             "seconds": round(prediction.seconds, 4), "disclaimer": DISCLAIMER}
 
 
 def estimate(raw: Any) -> Estimate:
     """For templates: an Estimate from its JSON form."""
     return Estimate.of(raw)
+
+
+# ------------------------------------------------------------------ the result page's view
+
+#: A decision in words: the page never says positive by colour alone.
+DECISION_WORDS = {True: "positive", False: "negative", None: "no decision"}
+ABSENT = "not an output of this model"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One model's output as the page words it; ``entry`` None: not an output of this model."""
+
+    model: str
+    entry: dict[str, Any] | None
+    decision: str = ""                  # DECISION_WORDS
+    marker: str | None = None           # why it is greyed, in a few words; None: not greyed
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    """One pathology across the models (the matrix row, and the agreement table's)."""
+
+    output: str
+    cells: list[Cell]                   # one per model, in the result's order
+    agreement: str                      # e.g. "2 of 3 deciding positive"
+    disagree: bool
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One model's heatmap layer for one pathology in the strip, or why there is none."""
+
+    model: str
+    layer: str | None                   # PNG data URI, lying on ``box`` of the display image
+    box: dict[str, int] | None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class ResultPage:
+    matrix: list[MatrixRow]
+    strips: dict[str, list[Figure]]     # pathology -> a figure per model; {} without heatmaps
+    first: str | None                   # the strip shown first
+    display: dict[str, Any] | None      # the picture every layer lies on (sent once)
+
+    def cell(self, model: str, output: str) -> Cell:
+        row = next(r for r in self.matrix if r.output == output)
+        return next(c for c in row.cells if c.model == model)
+
+
+def trust_marker(entry: dict[str, Any]) -> str | None:
+    """Why an output is greyed (:func:`output_trust`'s one rule), short enough for a cell."""
+    if not entry["greyed"]:
+        return None
+    if entry["test_auc"] is None:
+        return "untested"
+    if entry["chance_level"]:
+        return "chance level"
+    if entry["evidence_status"] == STATUS_WORDS[BELOW_CHANCE]:
+        return "below chance elsewhere"
+    return "not validated elsewhere"
+
+
+def agreement_words(row: dict[str, Any]) -> str:
+    """An :func:`agreement` row in words: "2 of 3 deciding positive (1 without a decision)"."""
+    if not row["n_decided"]:
+        return "no model decides"
+    text = f"{row['n_positive']} of {row['n_decided']} deciding positive"
+    undecided = row["n_models"] - row["n_decided"]
+    return text + (f" ({undecided} without a decision)" if undecided else "")
+
+
+def result_page(result: dict[str, Any]) -> ResultPage:
+    """The page's view of :func:`result_json`'s dict (not refused)."""
+    models = result["models"]
+    matrix = []
+    for name, row in result["agreement"].items():
+        cells = []
+        for m in models:
+            entry = next((o for o in m["outputs"] if o["name"] == name), None)
+            cells.append(Cell(m["name"], None) if entry is None else
+                         Cell(m["name"], entry, DECISION_WORDS[entry["positive"]], trust_marker(entry)))
+        matrix.append(MatrixRow(name, cells, agreement_words(row), row["disagree"]))
+    strips = {row.output: [_figure(m, row.output) for m in models] for row in matrix}
+    has_maps = any("heatmaps" in m for m in models)
+    return ResultPage(matrix, strips if has_maps else {}, _first_strip(models, result["agreement"]),
+                      result["image"].get("display"))
+
+
+def _first_strip(models: list[dict[str, Any]], table: dict[str, dict[str, Any]]) -> str | None:
+    """The pathology most models show first (requested, else their top finding); between equals,
+    the one more models have (more maps side by side)."""
+    shown = Counter(m["heatmap_class"] for m in models if m.get("heatmap_class"))
+    return max(shown, key=lambda o: (shown[o], table[o]["n_models"])) if shown else None
+
+
+def _figure(model: dict[str, Any], output: str) -> Figure:
+    notes = model.get("heatmap_notes") or {}
+    layer = (model.get("heatmap_layers") or {}).get(output)
+    if layer:
+        return Figure(model["name"], layer, model["heatmap_box"])
+    if not any(o["name"] == output for o in model["outputs"]):
+        return Figure(model["name"], None, None, ABSENT)
+    return Figure(model["name"], None, None, notes.get(output) or notes.get("*") or "not computed")

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 
-from flask import Blueprint, abort, current_app, render_template, send_from_directory
+from flask import Blueprint, abort, current_app, jsonify, render_template, send_from_directory
 from werkzeug.exceptions import BadRequest
 
 from app import state
@@ -17,10 +17,12 @@ from app.compare_cases import case_file, load_cases, pictures
 from app.compare_report import load_report
 from app.forms import AUTO, UploadForm, metadata_values, report_form, repost_fields
 from app.metrics_view import test_summary, without_paths
+from app.model_watch import read_progress
 from app.report import is_dicom
-from app.results import evidence_rows
+from app.results import evidence_rows, result_page
 from app.uploads import ALLOWED_EXTENSIONS, check_type
 from app.imaging import colour_scale, png_data_uri
+from training.evaluation.model_plots import plot_file, plot_files
 
 bp = Blueprint("views", __name__)
 log = logging.getLogger(__name__)
@@ -56,8 +58,8 @@ def predict():
     # The report form re-posts the upload itself (static/result.js): nothing is kept on the server.
     report = None if refused else report_context(data, upload.filename, form)
     del data
-    return render_template("result.html", result=result, filename=upload.filename, report=report,
-                           scale=_colour_scale_uri()), 422 if refused else 200
+    return render_template("result.html", result=result, view=result_page(result), filename=upload.filename,
+                           report=report, scale=_colour_scale_uri()), 422 if refused else 200
 
 
 def report_context(data: bytes, filename: str, form: UploadForm) -> dict:
@@ -100,8 +102,20 @@ def model_card(name: str):
     card = model.card
     return render_template("model.html", model=model, card=card, short=short_card(card),
                            test=test_summary(card), evidence=evidence_rows(card),
+                           plots=plot_files(model.directory),
                            validation=validation_rows(card.validation_metrics),
                            training=json.dumps(without_paths(card.training.to_json()), indent=2, default=str))
+
+
+@bp.get("/models/<name>/plots/<part>/<file>")
+def model_plot(name: str, part: str, file: str):
+    """One of the model's evaluation plots (kept in its folder by evaluate): nothing else."""
+    model = state.bank().get(name)
+    path = plot_file(model.directory, part, file) if model is not None else None
+    if path is None:
+        abort(404, "This model has no such evaluation plot. What to do: open the model's card page "
+                   "and follow its plot links, or run python -m training evaluate on the model.")
+    return send_from_directory(os.path.abspath(path.parent), path.name)
 
 
 @bp.get("/compare")
@@ -133,5 +147,12 @@ def compare_case(case: int):
         abort(503, "No models are loaded. Train some first (make demo).")
     name = f"test case {case}{path.suffix.lower()}"   # the file's own name is patient data
     served = serve_upload(path.read_bytes(), name, heatmaps=True)
-    return render_template("result.html", result=served.result, filename=name, report=None,
-                           scale=_colour_scale_uri()), 422 if served.refused else 200
+    return render_template("result.html", result=served.result, view=result_page(served.result),
+                           filename=name, report=None, scale=_colour_scale_uri()), 422 if served.refused else 200
+
+
+@bp.get("/training")
+def training_progress():
+    """The training panel's record while a demo trains (static/training.js asks every few seconds)."""
+    progress = read_progress(current_app.config.get("TRAINING_STATUS"))
+    return jsonify(progress.to_json() if progress else {"active": False})

@@ -1,17 +1,56 @@
-// Grad-CAM toggle: one map per model at a time, chosen per pathology (CSP: a 'self' script).
-// Without JavaScript every map stays visible, one under the other.
-document.querySelectorAll(".heatmaps").forEach(function (box) {
+// Result views: the per-model columns or the pathology × model matrix, one at a time (buttons
+// with aria-pressed; the choice is kept for the next result). CSP: a 'self' script.
+// Without JavaScript both views are shown, one under the other.
+(function () {
+  var bar = document.querySelector(".view-switch");
+  if (!bar) { return; }
+  var buttons = bar.querySelectorAll("button");
   function show(name) {
-    box.querySelectorAll("figure.heatmap").forEach(function (f) { f.hidden = f.dataset.output !== name; });
-    box.querySelectorAll(".toggle button").forEach(function (b) {
-      b.setAttribute("aria-pressed", String(b.dataset.output === name));
+    document.querySelectorAll(".result-view").forEach(function (v) { v.hidden = v.dataset.view !== name; });
+    buttons.forEach(function (b) { b.setAttribute("aria-pressed", String(b.dataset.view === name)); });
+    try { localStorage.setItem("cxrlab-result-view", name); } catch (e) { /* storage off: not kept */ }
+  }
+  buttons.forEach(function (b) { b.addEventListener("click", function () { show(b.dataset.view); }); });
+  var kept = null;
+  try { kept = localStorage.getItem("cxrlab-result-view"); } catch (e) { kept = null; }
+  bar.hidden = false;
+  show(kept === "matrix" ? "matrix" : "columns");
+}());
+
+// Heatmap strip: one pathology at a time, every model's map over the same picture; the layers'
+// opacity (a CSS variable), the plain picture without them, and zoom. Without JavaScript every
+// pathology's strip is shown at the default opacity.
+(function () {
+  var box = document.querySelector(".heatmap-strip");
+  if (!box) { return; }
+  var controls = box.querySelector(".strip-controls");
+  var slider = controls.querySelector("input.opacity");
+  var value = controls.querySelector("output.opacity-value");
+  var choices = controls.querySelectorAll(".toggle button");
+
+  function pick(name) {
+    box.querySelectorAll(".strip").forEach(function (s) { s.hidden = s.dataset.output !== name; });
+    choices.forEach(function (b) { b.setAttribute("aria-pressed", String(b.dataset.output === name)); });
+  }
+  function opacity() {
+    box.style.setProperty("--heat-opacity", String(slider.value / 100));
+    value.textContent = slider.value + " %";
+  }
+  function toggle(button, cls) {
+    button.addEventListener("click", function () {
+      var on = button.getAttribute("aria-pressed") !== "true";
+      button.setAttribute("aria-pressed", String(on));
+      box.classList.toggle(cls, on);
     });
   }
-  box.querySelectorAll(".toggle button").forEach(function (b) {
-    b.addEventListener("click", function () { show(b.dataset.output); });
-  });
-  show(box.dataset.default || box.querySelector("figure.heatmap").dataset.output);
-});
+  choices.forEach(function (b) { b.addEventListener("click", function () { pick(b.dataset.output); }); });
+  slider.addEventListener("input", opacity);
+  toggle(controls.querySelector(".plain-toggle"), "plain");
+  toggle(controls.querySelector(".zoom-toggle"), "zoomed");
+  controls.hidden = false;
+  pick(box.dataset.default);
+  opacity();
+}());
 
 // "Download report": the upload, embedded in the page as base64, goes back as a real file part
 // (multipart, so the report has the upload's own size limit), with the upload form's other

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Lowest first; a package may import its own layer and the ones before it.
 LAYERS = [
-    {"training.errors", "training.io", "training.html"},
+    {"training.errors", "training.io", "training.html",
+     "training.demo_status"},  # the demo's progress record: written by the demo, read by the app
     {"training.pixels", "training.dicom"},  # the pixel budget and helpers; reading DICOM safely
     {"training.preprocess"},
     {"training.gate"},  # the input gate: image checks and OOD scoring (its fitting: gate.fit, below)
@@ -33,8 +34,9 @@ LAYERS = [
      "training.evaluation.compare"},  # writes that gallery
     {"training.audits", "training.clinical", "training.semi", "training.pretrain",
      "training.evaluation.cross_collection",  # trains a model per fold: built on the trainer
-     "training.evaluation.cross_site"},  # the same, one site held out per fold
-    {"training.demo"},
+     "training.evaluation.cross_site",  # the same, one site held out per fold
+     "training.lungs"},  # lung segmentation and derived datasets: reads the audits' lung masks
+    {"training.demo", "training.demo_progress", "training.demo_server"},  # its progress lines; its app child
     {"training.cli", "training.commands", "training.flags", "training.__main__",
      "training.commands_base", "training.commands_eval"},  # commands.py split to stay small
     {"app"},

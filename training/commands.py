@@ -106,7 +106,8 @@ class Evaluate(DataCommand):
     REQUIRED: ClassVar[tuple[str, ...]] = ("model", "data", "out")
     model: str | None = opt(None, "model folder")
     split: str | None = opt(None, "split CSV (default: the model's own split)")
-    part: str = opt("test", "the split part evaluated")
+    part: str = opt("test", "the split part evaluated (test; site: the held-out sites, "
+                   "recorded as site-held-out evidence)")
     out: str | None = opt(None, "output folder")
     allow_overlap: bool = opt(False, "allow images the model trained on (flagged in the report)")
     external: bool = opt(False, "label the test set as external")

@@ -26,6 +26,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "feature_cache": ("auto", "on", "off"),
     "mixed_precision": ("auto", "on", "off"),
     "resize": ("pad", "crop"),
+    "augment_strength": ("default", "strong"),  # engine.augment.STRENGTHS
     "distribute": ("none", "mirrored", "multiworker", "data_parallel", "auto"),
     "jit_compile": ("auto", "on", "off"),
     "threshold_method": THRESHOLD_METHODS,  # evaluation.thresholds
@@ -105,7 +106,7 @@ class TrainConfig(DataOptions):
     """Everything one training run depends on (saved as ``config.yaml`` and in the card)."""
 
     task: str = opt("multilabel", "label set: multilabel | multilabel-within-source | covid | "
-                    "pneumonia | 3class | 4class")
+                    "covid-vs-pneumonia | pneumonia | 3class | 4class")
     split: str | None = opt(None, "saved split CSV (default: make one with --seed and save it "
                             "as OUT/split.csv)")
     parts: tuple[float, float, float] = opt((0.7, 0.1, 0.2), "TRAIN,VAL,TEST fractions of a new "
@@ -127,6 +128,8 @@ class TrainConfig(DataOptions):
     optimizer: str = opt("adamw", "optimizer")
     warmup_epochs: int = opt(1, "linear warm-up epochs before the cosine decay")
     augment: bool = opt(True, "small rotations, shifts, zoom, brightness/contrast (never flips)")
+    augment_strength: str = opt("default", "augmentation ranges: default | strong (wider rotation, "
+                                "shift, zoom and intensity: engine/augment.py)")
     balance: str = opt("class_weight", "class balance: loss weights | balanced sampler | none")
     seed: int = opt(0, "seed of the split, initialisation, batch order and augmentation")
     out: str = opt("models/run", "output folder (models/NAME)")

@@ -1,5 +1,8 @@
-"""The main job behind ``make demo``: data report, patient split, shortcut check, four models,
-evaluation, comparison.
+"""The main job behind ``make demo``: data report, patient split (sites held out where the
+data has them), four models each evaluated as soon as it is trained, shortcut check,
+comparison. With ``--serve`` (``make demo``) the app starts as soon as the first model is
+done and shows the others as they finish (:mod:`training.demo_server`, the status file of
+:mod:`training.demo_status`).
 
 Online, the four backbones use frozen ImageNet weights with cached features (the
 literature's protocol, quick on a laptop CPU). Offline, ImageNet weights cannot be had, so
@@ -25,26 +28,28 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import keras
 
 from training.audits.shortcuts import source_probe
 from training.config import DataOptions, TrainConfig, opt, split_commas
 from training.data.download import download_ieee8023
 from training.data.formats import load_datasets
 from training.data.report import write_report
+from training.data.site_split import SITE_PART, hold_out_sites
 from training.data.spec import KEYS as DATA_KEYS
 from training.data.spec import DataSpec
 from training.data.splits import make_split, save_split, split_hash
 from training.data.tasks import get_task
+from training.demo_progress import Clock, TrainingProgress, duration
+from training.demo_server import DemoServer, address
+from training.demo_status import STATUS_FILE, DemoStatus, StatusFile
 from training.engine.fit import resolved, train_all
 from training.errors import ModelCardError
 from training.evaluation.compare import compare_models
 from training.evaluation.evaluate import evaluate_model
-from training.evaluation.evidence import TRAINING_ONLY, EvidenceKind
+from training.evaluation.evidence import EvidenceKind
 from training.models.card import CARD_FILE, MODEL_FILE, ModelCard, read_card, update_card
 from training.models.registry import FOUR
 from training.models.weights import imagenet_obtainable
@@ -70,6 +75,9 @@ class DemoConfig(DataOptions):
     archs: tuple[str, ...] = opt(FOUR, "backbones, comma-separated", metavar="A,B")
     n_boot: int = opt(500, "bootstrap resamples of the confidence intervals")
     max_images: int | None = opt(None, "cap on training images per model (quick runs)")
+    serve: bool = opt(False, "serve the app as soon as the first model is done, show the others as "
+                      "they finish, and keep serving after the run (Ctrl-C stops)")
+    bind: str = opt("127.0.0.1:8000", "where --serve serves: HOST:PORT or unix:PATH", metavar="ADDR")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -107,29 +115,6 @@ def _shortcut_check(ds, data: DataSpec, split_path: Path, out: Path, n_boot: int
           f"the source alone. Report: {out / 'shortcuts' / 'source_probe.html'}")
 
 
-def duration(seconds: float) -> str:
-    """``42 s``, ``3 min 10 s``, ``1 h 05 min``: a time a person reads at a glance."""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
-
-
-class _Clock:
-    """`` [t]``: time since the demo started, for each step's line."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def total(self) -> float:
-        return time.perf_counter() - self.start
-
-    def __call__(self) -> str:
-        return f" [{duration(self.total())}]"
-
-
 # ---------------------------------------------------------------- reuse of trained models
 #: TrainConfig fields that say where a run writes, not what it trains (the data: DataSpec)
 WHERE_KEYS = ("out", "name", "split")
@@ -149,8 +134,10 @@ def same_run(card: ModelCard, cfg: TrainConfig, split_sha: str) -> bool:
     """Whether ``card``'s model was trained with ``cfg``'s recipe, data and the split of hash
     ``split_sha`` (the card's typed records decide, never file dates)."""
     recorded, wanted = card.training.to_json(), recipe(cfg)
+    # A setting added after the card was written ran at its default then (e.g. augment_strength)
+    defaults = TrainConfig().to_dict()
     return (card.split.sha256 == split_sha and DataSpec.from_dict(card.training.config) == cfg.data_spec
-            and {k: recorded.get(k) for k in wanted} == wanted)
+            and {k: recorded.get(k, defaults.get(k)) for k in wanted} == wanted)
 
 
 def reusable(model_dir: Path, cfg: TrainConfig, split_sha: str) -> bool:
@@ -172,84 +159,72 @@ def mark_reused(model_dir: Path) -> None:
                                             "(same config, data and split)"))
 
 
-# ---------------------------------------------------------------- training progress
-def eta_seconds(seconds: float, epochs_done: int, epochs_left: int) -> float | None:
-    """Time still to go at the pace so far (``seconds`` for ``epochs_done`` epochs, set-up,
-    caching and calibration included); None before the first epoch."""
-    return None if epochs_done <= 0 else seconds / epochs_done * epochs_left
+@dataclass
+class _Run:
+    """What every model step of one demo run shares."""
+
+    spec: DataSpec
+    split_path: Path
+    out: Path
+    n_boot: int
+    sites: tuple[str, ...]            # held out for the site-held-out part (may be none)
+    status: StatusFile
+    server: DemoServer | None         # --serve: started once the first model is done
 
 
-class TrainingProgress(keras.callbacks.Callback):
-    """One line per epoch: model, epoch, training time so far and the ETA of all trainings."""
-
-    def __init__(self, n_models: int, epochs_per_model: int) -> None:
-        super().__init__()
-        self.n_models, self.per_model = n_models, epochs_per_model
-        self.start = time.perf_counter()
-        self.arch, self.started, self.done, self.models_done, self.in_model = "", 0, 0, 0, 0
-
-    def begin(self, arch: str) -> None:
-        self.arch, self.in_model, self.started = arch, 0, time.perf_counter()
-
-    def end(self, model_dir: Path) -> None:
-        self.models_done += 1
-        print(f"      {self.arch}: trained in {duration(time.perf_counter() - self.started)} "
-              f"({self.models_done}/{self.n_models}): {model_dir}", flush=True)
-
-    def left(self) -> int:
-        """Epochs still planned: the rest of this model's and every later model's."""
-        return max(self.per_model - self.in_model, 0) + self.per_model * (self.n_models - self.models_done - 1)
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.done, self.in_model = self.done + 1, self.in_model + 1
-        spent = time.perf_counter() - self.start
-        eta = eta_seconds(spent, self.done, self.left())
-        print(f"\n      {self.arch}: epoch {self.in_model}/{self.per_model}; training so far "
-              f"{duration(spent)}; ETA of all {self.n_models} trainings ~{duration(eta or 0)}", flush=True)
-
-
-def _train_or_reuse(tcfg: TrainConfig, archs: tuple[str, ...], ds, split_path: Path) -> tuple[list[Path], list[Path]]:
-    """Every backbone's model folder, and those trained now (the others are reused as they are)."""
-    split_sha, out = split_hash(split_path), Path(tcfg.out)
-    todo = [a for a in archs if not reusable(out / a, replace(tcfg, arch=a), split_sha)]
+def _models(tcfg: TrainConfig, archs: tuple[str, ...], ds, run: _Run) -> tuple[list[Path], bool]:
+    """Each backbone trained (or reused), then evaluated at once, so that its card is complete
+    when the app loads it; reused ones first (ready at once). Returns the model folders in
+    ``archs`` order and whether any evaluation ran."""
+    split_sha, models = split_hash(run.split_path), Path(tcfg.out)
+    todo = [a for a in archs if not reusable(models / a, replace(tcfg, arch=a), split_sha)]
     epochs = tcfg.epochs + (tcfg.head_epochs if tcfg.mode == "finetune" else 0)
-    progress = TrainingProgress(len(todo), epochs)
-    dirs, trained = [], []
-    for arch in archs:
+    run.status.update(epochs=epochs)
+    progress = TrainingProgress(len(todo), epochs, run.status)
+    evaluated = False
+    for arch in sorted(archs, key=lambda a: a in todo):  # stable: reused first, then archs order
+        d = models / arch
         if arch in todo:
             progress.begin(arch)
             d = Path(train_all(tcfg, archs=(arch,), ds=ds, callbacks=[progress])[0])
             progress.end(d)
-            trained.append(d)
         else:
-            d = out / arch
             mark_reused(d)
             print(f"      {arch}: reused (same config, data and split): {d}")
-        dirs.append(d)
-    return dirs, trained
+        run.status.update(current=arch, stage="evaluating")
+        evaluated |= _evaluate(d, arch in todo, run)
+        run.status.model_done(arch)
+        if run.server is not None:
+            run.server.start(len(run.status.status.done))
+    return [models / a for a in archs], evaluated
 
 
 # ---------------------------------------------------------------- evaluation, comparison, summary
-def _evaluated(model_dir: Path, where: Path, split_sha: str, n_boot: int) -> bool:
-    """Whether ``where`` holds this model's evaluation on this split's test part, with ``n_boot``."""
-    test = read_card(model_dir).metrics.test
+def _evaluated(model_dir: Path, where: Path, part: str, n_boot: int) -> bool:
+    """Whether ``where`` holds this model's evaluation of ``part`` with ``n_boot`` resamples.
+    A reused model has this run's split (:func:`same_run`), so an evaluation written after its
+    model file is one of this model on this split."""
     metrics = where / "metrics.json"
-    if test is None or test.split_sha256 != split_sha or test.part != "test" or not metrics.is_file():
+    if not metrics.is_file() or metrics.stat().st_mtime_ns < (model_dir / MODEL_FILE).stat().st_mtime_ns:
         return False
-    return json.loads(metrics.read_text(encoding="utf-8")).get("bootstrap", {}).get("n_boot") == n_boot
+    done = json.loads(metrics.read_text(encoding="utf-8"))
+    return done.get("part") == part and done.get("bootstrap", {}).get("n_boot") == n_boot
 
 
-def _evaluate(dirs: list[Path], trained: list[Path], spec: DataSpec, split_path: Path, out: Path,
-              n_boot: int) -> bool:
-    """Evaluate each model on the test part (a reused one's evaluation is kept); True if any ran."""
-    split_sha, ran = split_hash(split_path), False
-    for d in dirs:
-        where = out / "evaluation" / d.name
-        if d in trained or not _evaluated(d, where, split_sha, n_boot):
-            evaluate_model(str(d), spec, split=str(split_path), part="test", out_dir=str(where), n_boot=n_boot)
+def _evaluate(d: Path, fresh: bool, run: _Run) -> bool:
+    """Evaluate one model on the internal test part and, with sites held out, on them (a reused
+    model's evaluations are kept); True if any ran."""
+    parts = [("test", run.out / "evaluation" / d.name)]
+    if run.sites:
+        parts.append((SITE_PART, run.out / "evaluation-site" / d.name))
+    ran = False
+    for part, where in parts:
+        if fresh or not _evaluated(d, where, part, run.n_boot):
+            evaluate_model(str(d), run.spec, split=str(run.split_path), part=part, out_dir=str(where),
+                           n_boot=run.n_boot)
             ran = True
         else:
-            print(f"      {d.name}: evaluation reused (same model, split and bootstrap)")
+            print(f"      {d.name}: evaluation reused ({part} part; same model, split and bootstrap)")
         print(f"      {d.name}: {where / 'report.html'}")
     return ran
 
@@ -265,62 +240,97 @@ def _compared(where: Path, dirs: list[Path], split_sha: str, n_boot: int) -> boo
             and {r.get("model") for r in done.get("models", [])} == names)
 
 
+def _auc(card: ModelCard, output: str, kind: EvidenceKind) -> str:
+    items = card.evidence.items(output, kind)
+    return str(items[-1].auc) if items else "not measured"
+
+
 def summary_lines(dirs: list[Path]) -> list[str]:
-    """Per model and output: the internal test ROC-AUC and the transfer status of its card."""
-    lines = ["summary: internal test ROC-AUC (95% CI, patient bootstrap) and transfer status"]
+    """Per model and output: the internal test ROC-AUC beside the site-held-out one, and the
+    transfer status of its card."""
+    lines = ["summary: ROC-AUC (95% CI, patient bootstrap) on the internal test part and on the "
+             "held-out sites; transfer status"]
     for d in dirs:
         card = read_card(d)
         lines.append(f"  {card.name}")
         for output in card.outputs:
-            internal = card.evidence.items(output, EvidenceKind.INTERNAL)
-            auc = str(internal[-1].auc) if internal else "not evaluated"
-            status = card.evidence.status(output)
-            if status == TRAINING_ONLY and not card.evidence.items(output, EvidenceKind.SITE_HELD_OUT):
-                status += " (site-held-out: not measured)"
-            lines.append(f"    {output:<24} {auc:<28} {status}")
+            lines.append(f"    {output:<24} internal {_auc(card, output, EvidenceKind.INTERNAL):<26} "
+                         f"site-held-out {_auc(card, output, EvidenceKind.SITE_HELD_OUT):<26} "
+                         f"{card.evidence.status(output)}")
     return lines
 
 
-def run_demo(cfg: DemoConfig) -> Path:
-    """Run every step; returns the output folder. Each step prints where its output is and
-    when it ended; models already trained with this config, data and split are reused."""
-    out = Path(cfg.out)
-    clock = _Clock()
+# ---------------------------------------------------------------- the run
+def _data(cfg: DemoConfig, clock: Clock) -> tuple[DataSpec, object, str]:
+    """Step 1: the data (downloaded without --data), and the task."""
     spec = cfg.data_spec if cfg.data else cfg.data_spec.replace(data=(str(download_ieee8023()),))
-    data = list(spec.data)
     # Real metadata is never perfectly in sync with its images (ieee8023 lists files it does
     # not ship): on the command line (on_error skip) such rows are skipped, counted in the
     # report, and said here.
     ds = load_datasets(spec)
-    several = ds.meta["source"].nunique() > 1
-    task = cfg.task or (MULTI_SOURCE_TASK if several else "multilabel")
-    print(f"[1/6]{clock()} data: {len(ds)} images, {ds.meta['patient'].nunique()} patients from {', '.join(data)}"
-          f"; {len(ds.skipped)} rows skipped (listed in the report); task {task}")
+    task = cfg.task or (MULTI_SOURCE_TASK if ds.meta["source"].nunique() > 1 else "multilabel")
+    print(f"[1/6]{clock()} data: {len(ds)} images, {ds.meta['patient'].nunique()} patients from "
+          f"{', '.join(spec.data)}; {len(ds.skipped)} rows skipped (listed in the report); task {task}")
+    return spec, ds, task
 
-    split = make_split(ds, get_task(task), seed=0)
+
+def _split(ds, task: str, out: Path, clock: Clock) -> tuple[Path, tuple[str, ...]]:
+    """Step 2: the patient-level split (sites held out, where the data has them) and the report."""
+    held = hold_out_sites(make_split(ds, get_task(task), seed=0), ds, get_task(task))
     split_path = out / "split.csv"
-    save_split(split, split_path)
-    report = write_report(ds, out / "report", split=split)
+    save_split(held.split, split_path)
+    report = write_report(ds, out / "report", split=held.split)
     print(f"[2/6]{clock()} dataset report: {report}\n      patient-level split: {split_path}")
+    if held.sites:
+        print(f"      held out for the site-held-out evaluation: {', '.join(held.sites)} "
+              f"({held.n_images} images, part '{SITE_PART}')")
+    return split_path, tuple(held.sites)
 
-    print(f"[3/6]{clock()} shortcut check" + ("" if several else ": one source, nothing to check"))
-    _shortcut_check(ds, spec, split_path, out, cfg.n_boot)
 
+def run_demo(cfg: DemoConfig) -> Path:
+    """Run every step; returns the output folder. Each step prints where its output is and
+    when it ended; models already trained with this config, data and split are reused. With
+    ``cfg.serve`` the app starts once the first model is done and the demo then waits on it."""
+    out, clock = Path(cfg.out), Clock()
+    out.mkdir(parents=True, exist_ok=True)
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    status = StatusFile(out / STATUS_FILE, DemoStatus(planned=tuple(cfg.archs), started_at=started))
+    server = DemoServer(out, cfg.bind, status.path) if cfg.serve else None
+    try:
+        _steps(cfg, out, clock, status, server)
+    except BaseException:  # Ctrl-C included: the app goes with the demo
+        status.update(stage="stopped", finished=True, current=None)
+        if server is not None:
+            server.stop()
+        raise
+    status.update(stage="finished", finished=True, current=None, eta_seconds=0.0)
+    if server is not None:
+        server.wait()
+    return out
+
+
+def _steps(cfg: DemoConfig, out: Path, clock: Clock, status: StatusFile, server: DemoServer | None) -> None:
+    spec, ds, task = _data(cfg, clock)
+    split_path, sites = _split(ds, task, out, clock)
     setting, said = training_setting(cfg, imagenet_available(cfg.archs))
-    print(f"[4/6]{clock()} {said}")
+    print(f"[3/6]{clock()} {said}\n      each model is evaluated as soon as it is trained: on the "
+          "held-back test part (internal, patient-disjoint)" + (" and on the held-out sites" if sites else ""))
     tcfg = replace(TrainConfig(), **spec.to_dict(), task=task, split=str(split_path),
                    out=str(out / "models"), name=ds.name, max_images=cfg.max_images, **setting)
-    model_dirs, trained = _train_or_reuse(tcfg, cfg.archs, ds, split_path)
+    run = _Run(spec, split_path, out, cfg.n_boot, sites, status, server)
+    model_dirs, evaluated = _models(tcfg, cfg.archs, ds, run)
 
-    print(f"[5/6]{clock()} evaluating each model on the held-back test part (internal, patient-disjoint)")
-    evaluated = _evaluate(model_dirs, trained, spec, split_path, out, cfg.n_boot)
+    several = ds.meta["source"].nunique() > 1
+    print(f"[4/6]{clock()} shortcut check" + ("" if several else ": one source, nothing to check"))
+    _shortcut_check(ds, spec, split_path, out, cfg.n_boot)
+
+    status.update(stage="comparing", current=None)
     where = out / "compare"
     if evaluated or not _compared(where, model_dirs, split_hash(split_path), cfg.n_boot):
         compare_models([str(d) for d in model_dirs], spec, str(split_path), part="test",
                        out_dir=str(where), n_boot=cfg.n_boot)
     else:
         print("      comparison reused (same models, split and bootstrap)")
-    print(f"[6/6]{clock()} {len(model_dirs)}-model comparison: {where / 'compare.html'}")
-    print("\n".join(summary_lines(model_dirs)))
-    print(f"demo finished in {duration(clock.total())}")
-    return out
+    print(f"[5/6]{clock()} {len(model_dirs)}-model comparison: {where / 'compare.html'}")
+    print(f"[6/6]{clock()} " + "\n".join(summary_lines(model_dirs)))
+    print(f"demo finished in {duration(clock.total())}" + (f"; the app: {address(cfg.bind)}" if server else ""))

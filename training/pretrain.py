@@ -86,7 +86,7 @@ def excluded_rows(ds, splits: Sequence[str | Path]) -> tuple[np.ndarray, list[di
         if not {"path", "patient", "part"} <= set(df.columns):
             raise CXRError(f"{split}: not a split file (needs path, patient, part columns). "
                            "What to do: give a split made by `python -m training split`.")
-        held = df[df["part"].isin(["val", "test"])]
+        held = df[df["part"] != "train"]  # val, test and held-out sites
         if digests is None:
             digests = np.array(file_digests(paths), dtype=object)
         held_digests = {d for d in file_digests(held["path"].tolist()) if d}

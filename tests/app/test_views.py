@@ -43,7 +43,13 @@ def test_upload_gives_one_column_per_model(client, bank, tmp_path, kind):
         assert f'data-model="{m.name}"' in page
         for output in m.outputs:
             assert f"<th>{output}</th>" in page
-    assert page.count('<img src="data:image/png;base64,') == len(bank)
+    # The upload once (every heatmap layer lies on it), a figure per model and output, one scale.
+    assert page.count('href="data:image/jpeg;base64,') == 1
+    figures = page.count('<figure class="layered"')
+    assert figures == len(bank) * len({o for m in bank for o in m.outputs})
+    layers = page.count('<image class="layer" href="data:image/png;base64,')
+    assert 0 < layers == figures - page.count("No heatmap:")
+    assert page.count('<img src="data:image/png;base64,') == 1
     assert "Secret" not in page and "TEST-0001" not in page       # DICOM patient tags
     assert rv.headers["Cache-Control"] == "no-store"
 
@@ -52,14 +58,14 @@ def test_probabilities_and_threshold_marks_shown(client, bank, tmp_path):
     page = upload(client, MAKERS["png-gray"](tmp_path)).get_data(as_text=True)
     probs = re.findall(r'<td class="prob"[^>]*>([0-9.]+)</td>', page)
     assert len(probs) == sum(len(m.outputs) for m in bank)
-    assert page.count('class="threshold"') == len(probs)
+    assert page.count('class="threshold"') == 2 * len(probs)       # per-model columns and matrix
     assert "Not evaluated on a test set" in page and "abababababab" in page   # split hash
 
 
-def test_selected_heatmap_class(client, tmp_path):
+def test_selected_heatmap_class(client, bank, tmp_path):
     page = upload(client, MAKERS["png-gray"](tmp_path), heatmap_class="Pneumonia").get_data(as_text=True)
-    assert page.count('data-default="Pneumonia"') == 2         # the map shown first, per model
-    assert page.count('<figure class="heatmap" data-output="Pneumonia">') == 2
+    assert page.count('data-default="Pneumonia"') == 1         # the strip shown first
+    assert len(re.findall(r'<figure class="layered" data-model="[^"]+" data-output="Pneumonia">', page)) == len(bank)
 
 
 def test_oversized_upload_gives_friendly_413(make_app, tmp_path):

@@ -1,6 +1,7 @@
 """The main job end to end on tiny data (offline setting, two backbones)."""
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -8,7 +9,7 @@ import pytest
 
 from tests.training.clinical.conftest import make_ieee8023
 from tests.training.evaluation.conftest import make_kermany
-from training import demo
+from training import demo, demo_progress
 
 
 @pytest.mark.slow
@@ -68,9 +69,10 @@ def test_a_second_demo_reuses_models_evaluation_and_comparison(tmp_path, monkeyp
     demo.run_demo(cfg)
     first = capsys.readouterr().out
     assert calls == [("vgg16",)] and "vgg16: epoch 1/1" in first and "ETA of all 1 trainings" in first
-    # the closing summary: internal AUC beside the transfer status (no site held out here)
-    assert "pneumonia" in first.split("summary:")[1].lower()
-    assert "validated only on its training sources (site-held-out: not measured)" in first
+    # the closing summary: internal AUC beside the site-held-out one (no site in Kermany) and the status
+    row = next(line for line in first.split("summary:")[1].splitlines() if "Pneumonia" in line)
+    assert "internal 0." in row and "site-held-out not measured" in row
+    assert row.rstrip().endswith("validated only on its training sources")
     model_dir = tmp_path / "out" / "models" / "vgg16"
     before = read_card(model_dir)
 
@@ -96,15 +98,21 @@ def test_a_second_demo_reuses_models_evaluation_and_comparison(tmp_path, monkeyp
     assert not demo.same_run(after, dataclasses.replace(same, epochs=2), sha)
     assert not demo.same_run(after, dataclasses.replace(same, data=[str(tmp_path / "other")]), sha)
     assert not demo.same_run(after, same, "0" * 64)
+    # a card written before a setting existed ran at that setting's default: still the same run
+    older = dataclasses.replace(after, training=dataclasses.replace(
+        after.training, config={k: v for k, v in after.training.config.items() if k != "augment_strength"}))
+    assert "augment_strength" not in older.training.to_json()
+    assert demo.same_run(older, same, sha)
+    assert not demo.same_run(older, dataclasses.replace(same, augment_strength="strong"), sha)
 
 
 def test_eta_from_the_pace_so_far_and_durations_read_at_a_glance():
-    assert demo.eta_seconds(120.0, 4, 12) == 360.0 and demo.eta_seconds(5.0, 0, 12) is None
-    assert [demo.duration(s) for s in (42.4, 190, 3900)] == ["42 s", "3 min 10 s", "1 h 05 min"]
+    assert demo_progress.eta_seconds(120.0, 4, 12) == 360.0 and demo_progress.eta_seconds(5.0, 0, 12) is None
+    assert [demo_progress.duration(s) for s in (42.4, 190, 3900)] == ["42 s", "3 min 10 s", "1 h 05 min"]
 
 
 def test_progress_counts_the_epochs_left_of_every_model(capsys):
-    progress = demo.TrainingProgress(n_models=3, epochs_per_model=4)
+    progress = demo_progress.TrainingProgress(n_models=3, epochs_per_model=4)
     progress.begin("resnet50")
     for epoch in range(2):
         progress.on_epoch_end(epoch)
@@ -126,7 +134,8 @@ def test_make_demo_serves_with_the_app_saying_the_address_and_make_serve_needs_a
                          capture_output=True, text=True, check=True).stdout.splitlines()
     serve = (f".venv/bin/cxrlab serve --models-dir {out}/models --compare-dir {out}/compare "
              "--bind 127.0.0.1:8123")
-    assert dry[-2:] == [f".venv/bin/cxrlab demo  --out {out}", serve]  # no early "http://" echo
+    # the demo serves itself (the same `cxrlab serve`) once its first model is ready
+    assert dry[-1] == f".venv/bin/cxrlab demo  --out {out} --serve --bind 127.0.0.1:8123"
     # -o: never (re)install here, whatever the state of .venv
     missing = subprocess.run(["make", "--no-print-directory", "-s", "-o", ".venv/.installed", "serve", f"OUT={out}"], cwd=root,
                              capture_output=True, text=True)
@@ -134,3 +143,116 @@ def test_make_demo_serves_with_the_app_saying_the_address_and_make_serve_needs_a
     (out / "models").mkdir(parents=True)
     assert subprocess.run(["make", "--no-print-directory", "-n", "serve", f"OUT={out}", "PORT=8123"], cwd=root, capture_output=True,
                           text=True, check=True).stdout.splitlines()[-1] == serve
+
+
+# ---------------------------------------------------------------- --serve, with fakes (no training)
+FAKE_SERVER = """
+import http.server, sys, threading
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health)
+threading.Timer(float(sys.argv[2]), server.shutdown).start()
+server.serve_forever()
+"""
+
+
+@pytest.fixture
+def fake_run(tmp_path, monkeypatch):
+    """The demo on tiny Kermany data with a fake trainer, evaluator, comparison and server (an
+    HTTP server answering /healthz for 3 s); returns ``(cfg, events)``: what ran, in order."""
+    from tests.app.servers import free_port
+    from training import demo_server
+    from training.models.card import MODEL_FILE
+
+    events, reuse = [], set()
+    monkeypatch.setattr(demo, "imagenet_available", lambda archs: False)
+
+    def train_all(tcfg, archs, ds, callbacks):
+        events.append(f"train {archs[0]}")
+        d = Path(tcfg.out) / archs[0]
+        d.mkdir(parents=True, exist_ok=True)
+        (d / MODEL_FILE).write_bytes(b"model")
+        for cb in callbacks:
+            cb.on_epoch_end(0)
+        return [d]
+
+    def evaluate_model(model_dir, spec, split, part, out_dir, n_boot):
+        events.append(f"evaluate {Path(model_dir).name}")
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "metrics.json").write_text(json.dumps({"part": part, "bootstrap": {"n_boot": n_boot}}))
+
+    monkeypatch.setattr(demo, "train_all", train_all)
+    monkeypatch.setattr(demo, "evaluate_model", evaluate_model)
+    monkeypatch.setattr(demo, "compare_models", lambda *a, **k: events.append("compare"))
+    monkeypatch.setattr(demo, "reusable", lambda d, cfg, sha: d.name in reuse)
+    monkeypatch.setattr(demo, "mark_reused", lambda d: None)
+    monkeypatch.setattr(demo, "summary_lines", lambda dirs: ["summary: (fake)"])
+    port = free_port()
+    monkeypatch.setattr(demo_server, "serve_command",
+                        lambda out, bind: [sys.executable, "-c", FAKE_SERVER, str(port), "3"])
+    real_start = demo_server.DemoServer.start
+    monkeypatch.setattr(demo_server.DemoServer, "start",
+                        lambda self, n: self.proc or events.append(f"serve with {n}") or real_start(self, n))
+    data = make_kermany(tmp_path / "data", n_patients=30)
+    cfg = demo.DemoConfig(data=[str(data)], out=str(tmp_path / "out"), task="pneumonia", epochs=1,
+                          archs=("resnet50", "vgg16"), n_boot=10, serve=True, bind=f"127.0.0.1:{port}")
+    return cfg, events, reuse
+
+
+@pytest.mark.timeout(120)
+def test_serve_starts_the_app_after_the_first_model_and_a_second_run_before_any_training(fake_run, capsys):
+    from training.demo_status import STATUS_FILE, read_status
+
+    cfg, events, reuse = fake_run
+    demo.run_demo(cfg)  # returns when the (fake) app stops
+    said = capsys.readouterr().out
+    assert events == ["train resnet50", "evaluate resnet50", "serve with 1", "train vgg16",
+                      "evaluate vgg16", "compare"]
+    assert f"the app is up: http://{cfg.bind}" in said and f"serving at http://{cfg.bind}" in said
+    assert "[3/6]" in said and "[4/6]" in said and said.index("[5/6]") < said.index("[6/6]")
+    status = read_status(Path(cfg.out) / STATUS_FILE)
+    assert status.finished and status.stage == "finished" and status.done == ("resnet50", "vgg16")
+
+    # second run: vgg16 is reused (its evaluation too) and served before resnet50 trains again
+    events.clear()
+    reuse.add("vgg16")
+    demo.run_demo(cfg)
+    said = capsys.readouterr().out
+    assert events == ["serve with 1", "train resnet50", "evaluate resnet50", "compare"]
+    assert "vgg16: evaluation reused" in said
+    assert read_status(Path(cfg.out) / STATUS_FILE).done == ("vgg16", "resnet50")
+
+
+@pytest.mark.timeout(60)
+def test_a_failing_run_stops_the_app_and_says_the_run_stopped(fake_run, monkeypatch):
+    from training.demo_status import STATUS_FILE, read_status
+
+    cfg, events, reuse = fake_run
+    reuse.add("resnet50")
+
+    def broken(*a, **k):
+        raise RuntimeError("training failed")
+
+    monkeypatch.setattr(demo, "train_all", broken)
+    with pytest.raises(RuntimeError):
+        demo.run_demo(cfg)
+    status = read_status(Path(cfg.out) / STATUS_FILE)
+    assert status.finished and status.stage == "stopped" and status.done == ("resnet50",)
+    assert events == ["evaluate resnet50", "serve with 1"]
+
+
+def test_progress_writes_the_status_the_app_shows(tmp_path, capsys):
+    from training.demo_status import DemoStatus, StatusFile, read_status
+
+    status = StatusFile(tmp_path / "demo-status.json", DemoStatus(planned=("resnet50", "vgg16"), epochs=2))
+    progress = demo_progress.TrainingProgress(n_models=2, epochs_per_model=2, status=status)
+    progress.begin("resnet50")
+    assert read_status(status.path).current == "resnet50" and read_status(status.path).eta_seconds is None
+    progress.on_epoch_end(0)
+    now = read_status(status.path)
+    assert (now.current, now.epoch, now.stage) == ("resnet50", 1, "training") and now.eta_seconds > 0
+    status.model_done("resnet50")
+    assert read_status(status.path).done == ("resnet50",) and read_status(status.path).current is None

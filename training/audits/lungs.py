@@ -34,7 +34,7 @@ def find_lung_masks(root: str | Path) -> dict[str, Path]:
     Masks are named ``<image stem>_mask.png`` (a few ``_mask.png.png``); masks whose image
     is absent from ``images/`` are logged, not returned.
     """
-    root = Path(root)
+    root = Path(root).resolve()  # keys match the loaders' resolved paths (a relative --ieee8023 found none)
     folder = root / MASKS_DIR
     if not folder.is_dir():
         raise DataError("no lung mask folder", path=folder, hint="point at the ieee8023 dataset root")
@@ -63,7 +63,7 @@ def read_lung_boxes(root: str | Path) -> dict[str, list[tuple[float, float, floa
     image, whose ``width``/``height`` it records); the stored images were downsized since, so
     boxes are scaled to each file's actual size. Boxes without coordinates are logged and left out.
     """
-    root = Path(root)
+    root = Path(root).resolve()  # as find_lung_masks
     path = root / BOXES_FILE
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))

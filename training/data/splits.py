@@ -28,7 +28,8 @@ logged with a count. k-fold splits rotate every patient through test: they ignor
 Split files are CSV with columns ``path, patient, part, stratum[, fold]``. Loading a split
 against a dataset whose every row is in the file but which lacks some rows of the file
 (e.g. the same data loaded with a view filter) is allowed with a warning: a subset of a
-patient-disjoint split is still patient-disjoint.
+patient-disjoint split is still patient-disjoint. A fourth part, ``site`` (whole sites never
+trained or validated on), is added only by :func:`training.data.site_split.hold_out_sites`.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ from training.errors import DataError, SplitError
 
 log = logging.getLogger(__name__)
 
-PARTS: tuple[str, ...] = ("train", "val", "test")
+PARTS: tuple[str, ...] = ("train", "val", "test", "site")  # site: site_split.py; training reads train/val
 COLUMNS: tuple[str, ...] = ("path", "patient", "part", "stratum")
 UNLABELLED = "unlabelled"
 #: Resolution of ``parts``: fractions are rounded to multiples of ``1 / MAX_FOLDS``.
@@ -237,7 +238,7 @@ def official_parts(ds: CXRDataset, groups: np.ndarray) -> np.ndarray:
     rank = {"": 0, "train": 1, "val": 2, "test": 3}
     if not set(given) <= set(rank):
         raise SplitError(f"official_part values {sorted(set(given) - set(rank))} are not one of "
-                         f"{list(PARTS)}. What to do: fix the loader that set them")
+                         f"{list(rank)[1:]}. What to do: fix the loader that set them")
     own = given.map(rank).to_numpy()
     strongest = pd.Series(own).groupby(groups).transform("max").to_numpy()
     moved = pd.Series(groups[strongest != own]).nunique()
@@ -379,12 +380,13 @@ def split_counts(df: pd.DataFrame, targets: np.ndarray, classes: list[str], by: 
     """Per part (or fold): images, patients, unlabelled rows, positives per class.
 
     ``targets`` is the ``(N, C)`` task encoding aligned with ``df`` rows (NaN = unknown).
-    Every part of :data:`PARTS` is listed (zeros when empty) when ``by="part"``.
+    Every part of :data:`PARTS` is listed (zeros when empty; ``site`` only when present) when ``by="part"``.
     """
     targets = np.asarray(targets, dtype=np.float32)
     if targets.shape != (len(df), len(classes)):
         raise ValueError(f"targets must be ({len(df)}, {len(classes)}), got {targets.shape}")
-    keys = list(PARTS) if by == "part" else sorted(df[by].unique().tolist())
+    present = set(df[by])
+    keys = [p for p in PARTS if p != "site" or p in present] if by == "part" else sorted(present)
     out: dict = {}
     for key in keys:
         mask = (df[by] == key).to_numpy()

@@ -100,6 +100,13 @@ def _pneumonia(col: Callable[[str], np.ndarray]) -> np.ndarray:
     return _select([(1, p == 1), (0, (nf == 1) & (p != 1))], len(p))
 
 
+def _covid_vs_pneumonia(col: Callable[[str], np.ndarray]) -> np.ndarray:
+    # Why: COVID-19 vs a normal chest (or another collection) is learnt from era and source;
+    # against other pneumonias of the same collection the label is more nearly the disease.
+    c, p = col("COVID-19"), col("Pneumonia")
+    return _select([(1, c == 1), (0, (c == 0) & (p == 1))], len(c))
+
+
 def _three(col: Callable[[str], np.ndarray]) -> np.ndarray:
     c, p, nf = col("COVID-19"), col("Pneumonia"), col("No Finding")
     return _select([(2, c == 1), (1, (p == 1) & (c == 0)), (0, (nf == 1) & (p != 1))], len(c))
@@ -127,6 +134,8 @@ TASKS: dict[str, Task] = {
              "multilabel, each label kept only within sources that have both of its classes "
              "(combined datasets: no reward for recognising the source)", within_source=True),
         Task("covid", "single", "COVID-19 positive vs negative", ("COVID-19 negative", "COVID-19 positive"), _covid),
+        Task("covid-vs-pneumonia", "single", "COVID-19 vs other pneumonia only (rows with neither: unused)",
+             ("Other pneumonia", "COVID-19"), _covid_vs_pneumonia),
         Task("pneumonia", "single", "normal vs pneumonia (any cause)", ("Normal", "Pneumonia"), _pneumonia),
         Task("3class", "single", "normal / pneumonia (non-COVID) / COVID-19", ("Normal", "Pneumonia", "COVID-19"), _three),
         Task(

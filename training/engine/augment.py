@@ -12,15 +12,34 @@ throughput inside ``fit``, while this layer costs nothing measurable.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 from keras import ops
 
-ROTATION = 5 / 360  # ±5 degrees, as a fraction of a full turn (Keras's unit)
+ROTATION = 5 / 360  # the default policy: ±5 degrees, as a fraction of a full turn (Keras's unit)
 TRANSLATION = 0.05  # ±5 % of height/width
 ZOOM = 0.10  # ±10 %
 INTENSITY = 0.10  # ±10 % brightness and contrast
+
+
+@dataclass(frozen=True)
+class Strength:
+    """Ranges of one augmentation policy, each drawn uniformly in ``[-f, f]`` per image."""
+
+    rotation: float  # a fraction of a full turn (Keras's unit)
+    translation: float  # of height/width
+    zoom: float  # of the size
+    intensity: float  # brightness and contrast
+
+
+#: ``TrainConfig.augment_strength`` (its names: config.CHOICES). "strong" is issue 25's site-transfer variant: wider
+#: geometry and photometry, so scanner exposure and patient positioning matter less.
+STRENGTHS = {
+    "default": Strength(ROTATION, TRANSLATION, ZOOM, INTENSITY),
+    "strong": Strength(rotation=15 / 360, translation=0.10, zoom=0.20, intensity=0.30),
+}
 
 
 def affine_matrices(theta, tx, ty, scale, height: int, width: int):
@@ -77,15 +96,14 @@ class RandomAffine(keras.layers.Layer):
 def build_augmentation(cfg: Any = None, seed: int = 0) -> keras.Sequential:
     """The augmentation block for uint8-valued images in [0, 255] (output float32, same range).
 
-    ``cfg`` is accepted for symmetry with the other builders (no field changes the policy yet).
+    ``cfg``: a TrainConfig (its ``augment_strength``, checked by the config) or None: "default".
     """
-    del cfg
-    s = int(seed)
+    st, s = STRENGTHS[getattr(cfg, "augment_strength", "default")], int(seed)
     return keras.Sequential(
         [
-            RandomAffine(ROTATION, TRANSLATION, ZOOM, seed=s),
-            keras.layers.RandomBrightness(INTENSITY, value_range=(0, 255), seed=s + 3),
-            keras.layers.RandomContrast(INTENSITY, value_range=(0, 255), seed=s + 4),
+            RandomAffine(st.rotation, st.translation, st.zoom, seed=s),
+            keras.layers.RandomBrightness(st.intensity, value_range=(0, 255), seed=s + 3),
+            keras.layers.RandomContrast(st.intensity, value_range=(0, 255), seed=s + 4),
         ],
         name="augmentation",
     )

@@ -40,12 +40,15 @@ def split_cases(D: np.ndarray) -> np.ndarray:
     return D.any(axis=0) & ~D.all(axis=0) if len(D) else np.zeros(D.shape[1:], bool)
 
 
-def gallery_rows(P: np.ndarray, D: np.ndarray, k: int = GALLERY_K) -> list[int]:
+def gallery_rows(P: np.ndarray, D: np.ndarray, k: int = GALLERY_K,
+                 known: np.ndarray | None = None) -> list[int]:
     """The ``k`` cases with the largest spread plus every split case, largest spread first
-    (ties: lower case index first)."""
+    (ties: lower case index first). With ``known`` (bool per case) only cases with a known
+    truth: an output kept within one source has none elsewhere, where its spread says nothing."""
     s = spread(P)
-    order = np.lexsort((np.arange(len(s)), -s))   # by spread descending, then by index
-    chosen = set(order[:k].tolist()) | set(np.flatnonzero(split_cases(D)).tolist())
+    keep = np.ones(len(s), bool) if known is None else np.asarray(known, bool)
+    order = [int(i) for i in np.lexsort((np.arange(len(s)), -s)) if keep[i]]  # spread desc, then index
+    chosen = set(order[:k]) | set(np.flatnonzero(split_cases(D) & keep).tolist())
     return [int(i) for i in order if int(i) in chosen]
 
 
@@ -196,7 +199,7 @@ def output_cases(output: str, y: np.ndarray, probs: Mapping[str, np.ndarray],
     P = np.stack([np.asarray(probs[n], dtype=np.float64) for n in names])
     D = np.stack([np.asarray(positive[n], dtype=bool) for n in deciding]) if deciding \
         else np.zeros((0, P.shape[1]), bool)
-    rows = gallery_rows(P, D, k)
+    rows = gallery_rows(P, D, k, known=~np.isnan(np.asarray(y, dtype=np.float64)))
     s, splits = spread(P), split_cases(D)
     W = wrong(y, D)
     per_case = W.sum(axis=0)

@@ -23,7 +23,6 @@ import dataclasses
 import logging
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,8 +31,9 @@ import pandas as pd
 
 from training import io
 from training.config import TrainConfig
-from training.data.content import content_groups, file_digests
 from training.data.formats import load_datasets
+# Sites (site_of, row_sites, count_sites) live with the demo's site split: one definition.
+from training.data.site_split import MIN_SITE_PATIENTS, count_sites, covid_output, row_sites, site_of
 from training.data.spec import DataSpec
 from training.data.splits import make_split, save_split
 from training.data.tasks import get_task
@@ -52,60 +52,6 @@ from training.runtime import load
 
 log = logging.getLogger(__name__)
 
-#: Spellings of one country in ieee8023's ``location`` (its last comma-separated part).
-COUNTRY_SPELLINGS = {"usa": "United States", "us": "United States", "u.s.a.": "United States",
-                     "united states of america": "United States", "uk": "United Kingdom",
-                     "england": "United Kingdom", "scotland": "United Kingdom", "wales": "United Kingdom"}
-UNKNOWN_SITES = ("", "?", "unknown", "n/a", "na", "nan")
-MIN_SITE_PATIENTS = 5
-
-
-def site_of(value: Any) -> str | None:
-    """The site of one metadata value: its last comma-separated part (a country in ieee8023's
-    ``location``: "Milan, Italy" -> "Italy"), spellings unified; None when unknown."""
-    if value is None or pd.isna(value):
-        return None
-    last = str(value).split(",")[-1].strip()
-    if last.lower() in UNKNOWN_SITES:
-        return None
-    return COUNTRY_SPELLINGS.get(last.lower(), last)
-
-
-@dataclass(frozen=True)
-class Site:
-    """One site: its counts (patients for the scored output) and whether it gets a fold."""
-
-    name: str
-    n_images: int
-    n_patients: int
-    positives: int  # patients with a positive label for the scored output
-    negatives: int
-    held_out: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def row_sites(sites: Sequence[str | None], patients: Sequence[str], paths: Sequence[str]) -> np.ndarray:
-    """Each row's fold site: the most frequent site of its group (patients linked by identical
-    files), so a group never straddles training and test; None for groups without a site."""
-    groups, _ = content_groups(patients, file_digests(paths))
-    frame = pd.DataFrame({"group": groups, "site": pd.Series(list(sites), dtype=object)})
-    mode = frame.dropna(subset=["site"]).groupby("group")["site"].agg(lambda s: s.value_counts().index[0])
-    return frame["group"].map(mode).astype(object).where(frame["group"].isin(mode.index), None).to_numpy()
-
-
-def count_sites(site: np.ndarray, patients: np.ndarray, y: np.ndarray, min_patients: int) -> list[Site]:
-    """Per site (sorted): images, patients, positive and negative patients of ``y`` (NaN: unknown)."""
-    out = []
-    for name in sorted({s for s in site if s is not None}):
-        rows = site == name
-        pos = len(set(patients[rows & (y == 1)]))
-        neg = len(set(patients[rows & (y == 0)]))
-        out.append(Site(name, int(rows.sum()), len(set(patients[rows])), pos, neg,
-                        pos >= min_patients and neg >= min_patients))
-    return out
-
 
 def scored_output(outputs: Sequence[str], wanted: str | None) -> str:
     """``wanted``, else the first output naming COVID-19 (not its negative), else the last
@@ -115,7 +61,7 @@ def scored_output(outputs: Sequence[str], wanted: str | None) -> str:
             raise DataError(f"--output {wanted!r} is not an output of this task ({', '.join(outputs)})",
                             hint="pass one of the task's outputs")
         return wanted
-    return next((o for o in outputs if "covid" in o.lower() and "negative" not in o.lower()), outputs[-1])
+    return covid_output(outputs)
 
 
 def site_stratified_auc(y: np.ndarray, p: np.ndarray, patients: np.ndarray, sites: np.ndarray,
@@ -239,7 +185,8 @@ def record_evidence(result: dict[str, Any], cfg: TrainConfig, model_dirs: Sequen
         new = {o: [Evidence(EvidenceKind.SITE_HELD_OUT, Estimate.of(v["roc_auc"]), what, v["n_images"],
                             v["n_patients"], recipe_only=True)]
                for o, v in result["pooled"].items() if o in card.outputs and v["roc_auc"]["value"] is not None}
-        update_card(d, evidence=card.evidence.replaced((EvidenceKind.SITE_HELD_OUT,), new).to_json())
+        update_card(d, evidence=card.evidence.replaced((EvidenceKind.SITE_HELD_OUT,), new,
+                                                           recipe_only=True).to_json())
         done[str(d)] = "recorded"
     return done
 

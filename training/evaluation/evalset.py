@@ -18,6 +18,7 @@ import pandas as pd
 
 from training.data.cache import ImageCache, default_cache_dir
 from training.data.formats import load_datasets
+from training.data.site_split import SITE_PART
 from training.data.spec import DataSpec
 from training.data.splits import load_split, split_hash
 from training.data.tasks import get_task
@@ -36,7 +37,7 @@ class EvalSet:
 
     ds: Any  # CXRDataset
     targets: np.ndarray
-    test_set: str  # "internal" | "external"
+    test_set: str  # "internal" | "external" | "site-held-out"
     split: str | None
     part: str | None
     full: Any = None  # the whole loaded dataset (to find validation rows)
@@ -108,7 +109,8 @@ def load_eval_set(card: ModelCard, model_dir: Path, data: DataSpec, split: str |
         raise SplitError(f"{split_path}: part {part!r} has no images of {ds.name!r} "
                          f"(parts present: {sorted(set(parts))}).")
     sub = ds.subset(mask)
-    test_set = "external" if new_source else "internal"
+    # whole sites never trained on (site_split): not an internal test, though of the same sources
+    test_set = "external" if new_source else ("site-held-out" if part == SITE_PART else "internal")
     return EvalSet(sub, task_targets(sub, card), test_set, str(split_path), part, ds, notes)
 
 

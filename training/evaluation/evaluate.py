@@ -45,6 +45,9 @@ from training.data.spec import DataSpec
 from training.data.splits import split_hash
 from training.errors import CXRError
 from training.evaluation import plots
+from training.data.site_split import SITE_PART
+from training.evaluation import site_evidence
+from training.evaluation.model_plots import figure_names, keep_plots
 
 # The evaluated data and the overlap check live in evalset (re-exported: older imports).
 from training.evaluation.evalset import (EvalSet, check_overlap, image_cache, load_eval_set,  # noqa: E402,F401
@@ -311,7 +314,9 @@ def evaluate_model(model_dir: str | Path, data: DataSpec | Sequence[str], split:
     """Evaluate a saved model; writes ``metrics.json``, ``report.html`` and figures in ``out_dir``.
 
     See the module docstring for the rules. Returns the content of ``metrics.json`` (rounded).
-    Updates the card's ``metrics.test`` and ``test_set``. ``data``: a DataSpec (paths alone:
+    Updates the card's ``metrics.test`` and ``test_set`` (part ``site``: its site-held-out
+    evidence instead, :mod:`~training.evaluation.site_evidence`); copies the figures into the
+    model folder (:mod:`~training.evaluation.model_plots`). ``data``: a DataSpec (paths alone:
     default options; views/modalities left to default are the card's).
     Images go through the preprocessed-image cache (``cache_dir``, default the trainer's).
     ``calibration``: "card" (the card's; none if it has none) or a method of
@@ -346,13 +351,22 @@ def evaluate_model(model_dir: str | Path, data: DataSpec | Sequence[str], split:
     out.mkdir(parents=True, exist_ok=True)
     result["figures"] = make_figures(Y, P, result, lm.outputs, out)
     result = rounded(result)
+    split_sha = split_hash(evs.split) if evs.split else None
+    site = None
+    if evs.part == SITE_PART:  # transfer evidence, never the card's internal test
+        site = site_evidence.site_evaluation(evs, Y, groups, result["metrics"].get("per_output") or {},
+                                             lm.outputs, split_sha)
+        result = {**result, "notes": result["notes"] + site.notes(), "site_held_out": site.to_json()}
     write_json(result, out / "metrics.json")
-
     io.write_text(out / "report.html", render_evaluation(result))
+    keep_plots(figure_names(result["figures"]), out, model_dir, evs.part or evs.test_set)
+    if site is not None:
+        site_evidence.record(model_dir, lm.card, site)
+        return result
     summary = {k: result[k] for k in ("test_set", "split", "part", "n_images", "n_patients",
                                       "thresholds", "metrics", "overlap")}
     summary["calibration"] = _ece_summary(result["calibration"])
-    summary["split_sha256"] = split_hash(evs.split) if evs.split else None
+    summary["split_sha256"] = split_sha
     update_card(model_dir, metrics={**lm.card.metrics.to_json(), "test": summary},
                 evidence=lm.card.evidence.with_test(TestEvaluation.from_json(summary)).to_json())
     return result

@@ -2,8 +2,8 @@
 
 The card's ``evidence`` section (``{output: [Evidence, ...]}``). Pure records (no NumPy, no
 Keras) so the web app reads them without the evaluation stack. Writers: ``evaluate`` (internal
-or external test, through :func:`evidence_from_test`), ``cross-site --card`` (site-held-out,
-``recipe_only``). Readers: the app's pages, ``compare``, the demo's summary, via
+or external test, through :func:`evidence_from_test`; site-held-out on a split's ``site`` part,
+``evaluation.site_evidence``), ``cross-site --card`` (site-held-out, ``recipe_only``). Readers: the app's pages, ``compare``, the demo's summary, via
 :meth:`TransferEvidence.status`.
 
 Migration: a card written before this section has none; :func:`evidence_from_test` turns its
@@ -29,7 +29,7 @@ class EvidenceKind(str, Enum):
     """Where an output's AUC was measured."""
 
     INTERNAL = "internal"            # test part of the training sources' own split
-    SITE_HELD_OUT = "site_held_out"  # sites never seen in training (cross-site)
+    SITE_HELD_OUT = "site_held_out"  # sites never seen in training (cross-site, a split's site part)
     EXTERNAL = "external"            # a collection never seen in training
 
 
@@ -133,11 +133,16 @@ class TransferEvidence:
         transfer = [e for e in self.by_output.get(output, []) if e.kind in TRANSFER_KINDS]
         return max(transfer, key=lambda e: -1.0 if e.auc.low is None else e.auc.low, default=None)
 
-    def replaced(self, kinds: tuple[EvidenceKind, ...], new: Mapping[str, list[Evidence]]) -> TransferEvidence:
-        """A copy where the items of ``kinds`` are ``new``'s (others kept): a writer re-running
-        replaces its own earlier measurements, never another writer's."""
+    def replaced(self, kinds: tuple[EvidenceKind, ...], new: Mapping[str, list[Evidence]],
+                 recipe_only: bool | None = None) -> TransferEvidence:
+        """A copy where the items of ``kinds`` (and of ``recipe_only``, when given) are ``new``'s,
+        others kept: a writer re-running replaces its own earlier measurements, never another
+        writer's (``cross-site``'s recipe items and ``evaluate --part site``'s model items)."""
+        def mine(e: Evidence) -> bool:
+            return e.kind in kinds and (recipe_only is None or e.recipe_only == recipe_only)
+
         outputs = list(self.by_output) + [o for o in new if o not in self.by_output]
-        return TransferEvidence({o: [e for e in self.by_output.get(o, []) if e.kind not in kinds]
+        return TransferEvidence({o: [e for e in self.by_output.get(o, []) if not mine(e)]
                                  + list(new.get(o, [])) for o in outputs})
 
     def with_test(self, test: TestEvaluation) -> TransferEvidence:

@@ -80,6 +80,14 @@ def test_find_lung_masks_matches_images_by_stem(ieee):
     assert found[str(ieee / "images" / "case0.png")].name == "case0_mask.png.png"
 
 
+def test_annotations_are_keyed_by_resolved_paths_like_the_loaders(ieee, monkeypatch):
+    # A relative --ieee8023 once matched no image: the loaders resolve their root, so must these.
+    monkeypatch.chdir(ieee.parent)
+    relative = Path(ieee.name)
+    assert str(ieee.resolve() / "images" / "case0.png") in S.find_lung_masks(relative)
+    assert str(ieee.resolve() / "images" / "case3.png") in S.read_lung_boxes(relative)
+
+
 def test_read_lung_boxes_scales_to_the_stored_image(ieee):
     boxes = S.read_lung_boxes(ieee)
     assert len(boxes) == 16  # the None box and the absent image are left out

@@ -29,6 +29,7 @@ UNLABELLED: dict = {}
     "task,expected",
     [
         ("covid", [0, 1, 0, 0, None, None]),
+        ("covid-vs-pneumonia", [None, 1, 0, 0, None, None]),
         ("pneumonia", [0, 1, 1, 1, 1, None]),
         ("3class", [0, 2, 1, 1, None, None]),
         ("4class", [0, 3, 1, 2, None, None]),
@@ -43,6 +44,19 @@ def test_single_label_tasks(task, expected):
             assert np.isnan(row).all()
         else:
             assert row.tolist() == [1.0 if i == exp else 0.0 for i in range(len(row))]
+
+
+def test_covid_vs_pneumonia_uses_only_covid_and_other_pneumonia():
+    """A normal chest, a COVID-19-unknown pneumonia and an unlabelled row are unused (NaN),
+    never negatives; the positive class is the COVID-19 output cross-site scores."""
+    untyped_known = UNTYPED | {"COVID-19": 0.0}
+    unknown_covid = {"Pneumonia": 1.0}  # pneumonia, COVID-19 status not recorded
+    ds = _ds([COVID, BACT, untyped_known, NORMAL, unknown_covid, UNLABELLED])
+    task = get_task("covid-vs-pneumonia")
+    y = task.encode(ds)
+    assert task.classes() == ["Other pneumonia", "COVID-19"]
+    assert y[:3].tolist() == [[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]
+    assert np.isnan(y[3:]).all()
 
 
 def test_multilabel_keeps_nan():

@@ -1,6 +1,7 @@
 """On-device augmentation: no flips, training only, uint8 in, seeded and serializable affine."""
 import numpy as np
 import keras
+import pytest
 
 from training.engine.augment import build_augmentation, with_augmentation
 
@@ -75,3 +76,44 @@ def test_random_affine_is_seeded_serializable_and_resettable():
     # EpochSync resets the augmentation's random state each epoch (resume = same draws)
     aug = build_augmentation(None, seed=0)
     assert len(seed_generators(aug)) == 3
+
+
+def _cfg(**kw):
+    from training.config import TrainConfig
+
+    return TrainConfig(**kw)
+
+
+def test_default_strength_is_todays_policy_and_strong_is_wider():
+    from training.config import CHOICES
+    from training.engine.augment import INTENSITY, ROTATION, STRENGTHS, TRANSLATION, ZOOM
+
+    assert set(STRENGTHS) == set(CHOICES["augment_strength"])
+    default = build_augmentation(_cfg(), seed=0).layers[0]
+    assert (default.rotation, default.translation, default.zoom) == (ROTATION, TRANSLATION, ZOOM)
+    assert build_augmentation(_cfg(), seed=0).layers[1].factor == build_augmentation(None).layers[1].factor
+    strong = build_augmentation(_cfg(augment_strength="strong"), seed=0)
+    assert strong.layers[0].rotation > ROTATION and strong.layers[0].translation > TRANSLATION
+    assert strong.layers[0].zoom > ZOOM and STRENGTHS["strong"].intensity > INTENSITY
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 1)).astype("float32")
+    same_seed = [keras.ops.convert_to_numpy(build_augmentation(_cfg(augment_strength=s), seed=3)(x, training=True))
+                 for s in ("default", "strong")]
+    assert not np.allclose(*same_seed)
+
+
+def test_strong_augmentation_never_flips():
+    top = np.zeros((32, 32, 32, 1), "float32")
+    top[:, :16] = 200  # bright top half
+    left = np.zeros((32, 32, 32, 1), "float32")
+    left[:, :, :16] = 200  # bright left half
+    aug = build_augmentation(_cfg(augment_strength="strong"), seed=5)
+    yt, yl = (keras.ops.convert_to_numpy(aug(img, training=True)) for img in (top, left))
+    assert (yt[:, :10].mean(axis=(1, 2, 3)) > yt[:, 22:].mean(axis=(1, 2, 3))).all()
+    assert (yl[:, :, :10].mean(axis=(1, 2, 3)) > yl[:, :, 22:].mean(axis=(1, 2, 3))).all()
+
+
+def test_unknown_strength_is_a_clear_config_error():
+    from training.errors import CXRError
+
+    with pytest.raises(CXRError, match="augment_strength='extreme' is not one of"):
+        _cfg(augment_strength="extreme")

@@ -34,13 +34,16 @@ def test_errors_shared_and_alone_right_by_hand():
 
 
 def test_gallery_is_top_spread_plus_every_split_case():
-    # top 2 by spread: 5 (0.6), 3 (0.5); split decisions: 0, 1, 2, 4, 6
+    # top 2 by spread: 5 (0.6), 3 (0.5); split decisions: 0, 1, 2, 4, 6; case 6's truth is
+    # unknown (NaN), so it is left out: nothing can be learnt from a disagreement there
     oc = _cases(k=2, n_boot=50)
-    assert oc.gallery == [5, 3, 0, 1, 4, 2, 6]
-    assert oc.split == [0, 1, 4, 2, 6]
-    assert oc.spread[5] == pytest.approx(0.6) and oc.spread[6] == pytest.approx(0.05)
+    assert oc.gallery == [5, 3, 0, 1, 4, 2]
+    assert oc.split == [0, 1, 4, 2]
+    assert oc.spread[5] == pytest.approx(0.6) and 6 not in oc.spread
     P = np.array([[0.1, 0.9, 0.5], [0.1, 0.2, 0.5]])   # spreads 0, 0.7, 0 (ties: by index)
     assert gallery_rows(P, np.zeros((2, 3), bool), k=2) == [1, 0]
+    # cases without a known truth (an output kept within another source) never enter it
+    assert gallery_rows(P, np.zeros((2, 3), bool), k=2, known=np.array([True, False, True])) == [0, 2]
 
 
 def test_kappa_and_mcnemar_by_hand():
@@ -78,6 +81,6 @@ def test_an_undecided_model_is_left_out_of_the_counts_and_said_so():
     assert oc.deciding == ["A", "B"] and oc.undecided == {"C": "threshold not estimable"}
     assert oc.errors == {"A": 3, "B": 4} and [(p.a, p.b) for p in oc.pairs] == [("A", "B")]
     assert oc.shared == {1: 3, 2: 2}                   # A-only 1; B-only 2, 4; both 3, 7
-    assert oc.gallery == [5, 3, 1, 4, 2, 6] and oc.split == [1, 4, 2, 6]   # 0 splits only with C
+    assert oc.gallery == [5, 3, 1, 4, 2] and oc.split == [1, 4, 2]   # 0 splits only with C; 6: no truth
     js = oc.to_json()
     assert js["shared"] == {"1": 3, "2": 2} and js["pairs"][0]["kappa"]["value"] == pytest.approx(0.0)
