@@ -5,14 +5,15 @@ heatmap strip) and /compare (the case gallery), light and dark, 1280 and 375 px 
 
 Dataset images are never committed (README): the X-ray pixels are blurred in every shot
 (the upload's plain image and the gallery's pictures); the heatmap layers, bars, numbers and
-layout stay as served. Needs Playwright and /usr/bin/chromium (requirements-dev.txt).
+layout stay as served. The committed files were then re-encoded with Pillow (at most 1000 px
+wide, quality 40-60) to stay under 200 KB each. Needs Playwright and /usr/bin/chromium
+(requirements-dev.txt).
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from PIL import Image
 from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
@@ -20,8 +21,8 @@ BLUR = ("#plain-image, .heatmap-strip image:not([href^='data:image/png']) { filt
         " table.gallery img { filter: blur(7px); }")
 LOAD_IMAGES = ("el => Promise.all([...el.querySelectorAll('img')].map(i => { i.loading = 'eager'; "
                "return i.complete ? 0 : new Promise(r => { i.onload = i.onerror = r; }); }))")
-COMPARE_SECTION = "section.cases:has(h3:has-text('COVID-19'))"
-MAX_HEIGHT = 4200  # px kept of the section: its figures, shared errors and the first gallery rows
+COMPARE_SECTION = "section.cases:has(h3:has-text('Viral Pneumonia'))"  # an output the models decide on
+MAX_HEIGHT = 3000  # px kept of the section: its figures, shared errors and the first gallery rows
 WIDTHS = {"desktop": (1280, 900), "375px": (375, 800)}
 
 
@@ -32,10 +33,12 @@ def shoot(page, path: Path, selector: str | None = None) -> None:
     if target is not None and target.count():
         target.scroll_into_view_if_needed()
         target.evaluate(LOAD_IMAGES)  # the gallery's pictures load lazily
-        target.screenshot(path=str(path), type="jpeg", quality=72)
-        with Image.open(path) as shot:
-            if shot.height > MAX_HEIGHT:
-                shot.crop((0, 0, shot.width, MAX_HEIGHT)).save(path, quality=72)
+        # a gallery of every split case can outgrow a JPEG: clip it (page coordinates)
+        box = target.evaluate("el => { const r = el.getBoundingClientRect(); return "
+                              "{x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}; }")
+        page.screenshot(path=str(path), type="jpeg", quality=60, full_page=True,
+                        clip={"x": box["x"], "y": box["y"], "width": box["width"],
+                              "height": min(box["height"], MAX_HEIGHT)})
     else:
         page.screenshot(path=str(path), type="jpeg", quality=72, full_page=True)
     print(path, f"{path.stat().st_size // 1024} KB")
