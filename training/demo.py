@@ -1,7 +1,7 @@
 """The main job behind ``make demo``: data report, patient split (sites held out where the
 data has them), four models each evaluated as soon as it is trained, shortcut check,
 comparison. With ``--serve`` (``make demo``) the app starts as soon as the first model is
-done and shows the others as they finish (:mod:`training.demo_server`, the status file of
+saved (its evaluation follows and appears when it is in the card) and shows the others as they finish (:mod:`training.demo_server`, the status file of
 :mod:`training.demo_status`).
 
 Online, the four backbones use frozen ImageNet weights with cached features (the
@@ -58,6 +58,15 @@ from training.models.weights import imagenet_obtainable
 SCRATCH_SIZE = 96
 SCRATCH_EPOCHS = 4
 FROZEN_EPOCHS = 30
+#: The order the demo trains in: quickest first, so the app shows a model sooner (images/s from
+#: scratch at 96 px on the 2-core CPU, BENCHMARKS.md "First run": InceptionV3 37, ResNet50
+#: 19-29; docs/results.md §3: 88, 42-46, Xception 37, VGG16 21). Pages keep ``archs``' order.
+QUICKEST_FIRST = ("inception_v3", "resnet50", "xception", "vgg16")
+#: Their epoch times relative to InceptionV3's, for the ETA (from the rates above: 1, 2.0, 2.4,
+#: 4.2; the 2026-12-06 demos: ResNet50 2.0, Xception 2.5-2.8); other backbones count as ResNet50
+EPOCH_COST = {"inception_v3": 1.0, "resnet50": 2.0, "xception": 2.5, "vgg16": 4.2}
+#: Seconds the first evaluation waits for the app to come up (its start is what the user waits for)
+APP_START_WAIT = 120.0
 #: Task of a demo on several data sets (one data set: ``multilabel`` is the same thing)
 MULTI_SOURCE_TASK = "multilabel-within-source"
 
@@ -172,17 +181,25 @@ class _Run:
     server: DemoServer | None         # --serve: started once the first model is done
 
 
+def _speed_rank(arch: str) -> int:
+    """Where ``arch`` comes in :data:`QUICKEST_FIRST` (others after, in their given order)."""
+    return QUICKEST_FIRST.index(arch) if arch in QUICKEST_FIRST else len(QUICKEST_FIRST)
+
+
 def _models(tcfg: TrainConfig, archs: tuple[str, ...], ds, run: _Run) -> tuple[list[Path], bool]:
-    """Each backbone trained (or reused), then evaluated at once, so that its card is complete
-    when the app loads it; reused ones first (ready at once). Returns the model folders in
-    ``archs`` order and whether any evaluation ran."""
+    """Each backbone trained (or reused), served as soon as it is saved, then evaluated at once
+    (the app shows its evidence once the evaluation is in its card); reused ones first (ready
+    at once), then the quickest to train. Returns the model folders in ``archs`` order and
+    whether any evaluation ran."""
     split_sha, models = split_hash(run.split_path), Path(tcfg.out)
     todo = [a for a in archs if not reusable(models / a, replace(tcfg, arch=a), split_sha)]
     epochs = tcfg.epochs + (tcfg.head_epochs if tcfg.mode == "finetune" else 0)
     run.status.update(epochs=epochs)
-    progress = TrainingProgress(len(todo), epochs, run.status)
+    order = sorted(archs, key=lambda a: (a in todo, _speed_rank(a)))  # reused first, then quickest
+    progress = TrainingProgress(len(todo), epochs, run.status,
+                                costs=[EPOCH_COST.get(a, EPOCH_COST["resnet50"]) for a in order if a in todo])
     evaluated = False
-    for arch in sorted(archs, key=lambda a: a in todo):  # stable: reused first, then archs order
+    for arch in order:
         d = models / arch
         if arch in todo:
             progress.begin(arch)
@@ -191,11 +208,16 @@ def _models(tcfg: TrainConfig, archs: tuple[str, ...], ds, run: _Run) -> tuple[l
         else:
             mark_reused(d)
             print(f"      {arch}: reused (same config, data and split): {d}")
-        run.status.update(current=arch, stage="evaluating")
-        evaluated |= _evaluate(d, arch in todo, run)
+        # Served from the moment it is saved with its card; its evaluations follow and write
+        # their evidence into the card, which the app reloads (app/model_watch.py).
         run.status.model_done(arch)
         if run.server is not None:
+            first = not run.server.started
             run.server.start(len(run.status.status.done))
+            if first:  # the app loads it sooner with the CPU to itself; the evaluation waits
+                run.server.wait_up(APP_START_WAIT)
+        run.status.update(current=arch, stage="evaluating")
+        evaluated |= _evaluate(d, arch in todo, run)
     return [models / a for a in archs], evaluated
 
 

@@ -40,6 +40,7 @@ class DemoServer:
         self.out, self.bind, self.status_path = out, bind, status_path
         self.proc: subprocess.Popen | None = None
         self._stopping = threading.Event()
+        self._up = threading.Event()        # the app answered (or stopped, or never will in time)
         self._waiting = threading.Event()   # the run is over: wait() reports an exit, not the watcher
 
     @property
@@ -62,9 +63,12 @@ class DemoServer:
     def _watch(self) -> None:
         """Say the address once the app answers; say it if the app stops while the demo runs."""
         up, deadline = self.bind.startswith("unix:"), time.monotonic() + PATIENCE_SECONDS
+        if up:  # a unix socket is not polled: nothing to wait for
+            self._up.set()
         while not self._stopping.is_set():
             code = self.proc.poll()
             if code is not None:
+                self._up.set()  # nothing to wait for any more
                 if not (self._stopping.is_set() or self._waiting.is_set()):
                     print(f"\n      the web app stopped (exit code {code}); training goes on. Its log: "
                           f"{self.out / LOG_FILE}. What to do: read the log; after the demo, "
@@ -72,12 +76,19 @@ class DemoServer:
                 return
             if not up and _answers(address(self.bind)):
                 up = True
+                self._up.set()
                 print(f"\n      the app is up: {address(self.bind)}", flush=True)
             if not up and time.monotonic() > deadline:
                 up = True
+                self._up.set()
                 print(f"\n      the web app has not answered in {PATIENCE_SECONDS:.0f} s; its log: "
                       f"{self.out / LOG_FILE}", flush=True)
             self._stopping.wait(POLL_SECONDS)
+
+    def wait_up(self, timeout: float) -> bool:
+        """Block until the app answers its health check (then its first models are loaded:
+        ``create_app`` loads them before it serves), it stops, or ``timeout`` s pass; whether it answered."""
+        return self._up.wait(timeout) and self.proc is not None and self.proc.poll() is None
 
     def wait(self) -> None:
         """Stay in the foreground while the app runs; Ctrl-C stops it cleanly."""

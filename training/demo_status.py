@@ -2,8 +2,8 @@
 
 Written atomically by ``cxrlab demo`` (:mod:`training.demo`) at every epoch end and model end,
 read by the app (``CXRLAB_TRAINING_STATUS``): its model watcher loads a model only once this
-record lists it as done (trained or reused, evaluated, card complete), never a folder that is
-still being written, and its training panel says how far the run is.
+record lists it as done (trained or reused, saved with its card), never a folder that is
+still being written (the evaluations that follow update the card, which the watcher reloads), and its training panel says how far the run is.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class DemoStatus:
     """Where a demo run stands. Model entries are folder names under the demo's ``models``."""
 
     planned: tuple[str, ...]             # every model of the run, in training order
-    done: tuple[str, ...] = ()           # finished: trained or reused, evaluated, card complete
+    done: tuple[str, ...] = ()           # servable: trained or reused, saved with its card
     current: str | None = None           # the model being trained or evaluated now
     epoch: int = 0                       # epochs of ``current`` finished
     epochs: int = 0                      # epochs per model

@@ -162,3 +162,23 @@ def test_bench_hostile_http_refuses_every_hostile_file(tmp_path):
     statuses = {name: row["status"] for name, row in result["rows"].items()}
     assert statuses.pop("ordinary_png_512") == 200
     assert set(statuses.values()) == {422}, statuses
+
+
+@pytest.mark.slow
+def test_bench_post_training_times_every_pass(tmp_path):
+    """On a tiny from-scratch ResNet50 (BN layers to recompute) and its own split."""
+    from tests.helpers.images import stripes_folder
+    from training.config import TrainConfig
+    from training.engine.fit import train
+
+    folder = stripes_folder(tmp_path / "stripes", 12)
+    model_dir = train(TrainConfig(data=[str(folder)], task="pneumonia", arch="resnet50", weights=None,
+                                  img_size=32, parts=(0.6, 0.2, 0.2), mode="scratch", augment=False,
+                                  epochs=1, batch_size=4, cache_dir=str(tmp_path / "cache"),
+                                  out=str(tmp_path / "run"), seed=0), verbose=0)
+    result = _run("bench_post_training.py", [str(model_dir), "--split", str(tmp_path / "run" / "split.csv"),
+                                            "--images", "8", "--batch", "4"], tmp_path)
+    assert result["eager_images_per_s"] > 0 and result["compiled_images_per_s"] > 0
+    assert set(result["passes_s"]) == {"precise BN", "BN health (2 modes on validation)",
+                                       "validation report", "OOD gate (features + fit)"}
+    assert result["train_images"] > 0 and all(v > 0 for v in result["passes_s"].values())

@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -125,6 +126,21 @@ def test_progress_counts_the_epochs_left_of_every_model(capsys):
     assert "resnet50: epoch 2/4" in said and "trained in" in said and "vgg16: epoch 1/4" in said
 
 
+def test_the_eta_weighs_each_model_by_its_epoch_cost():
+    """A quick first model (cost 1) must not make the slower ones' ETA optimistic."""
+    progress = demo_progress.TrainingProgress(n_models=2, epochs_per_model=2, costs=[1.0, 3.0])
+    progress.begin("inception_v3")
+    progress.on_epoch_end(0)
+    assert progress.left_cost() == 1.0 + 2 * 3.0 and progress.done_cost == 1.0
+    progress.on_epoch_end(1)
+    progress.end(Path("m/inception_v3"))
+    progress.begin("vgg16")
+    progress.on_epoch_end(0)
+    assert progress.left_cost() == 3.0 and progress.done_cost == 5.0
+    with pytest.raises(ValueError, match="one per model"):
+        demo_progress.TrainingProgress(n_models=2, epochs_per_model=2, costs=[1.0])
+
+
 def test_make_demo_serves_with_the_app_saying_the_address_and_make_serve_needs_a_demo(tmp_path):
     import subprocess
 
@@ -209,7 +225,8 @@ def test_serve_starts_the_app_after_the_first_model_and_a_second_run_before_any_
     cfg, events, reuse = fake_run
     demo.run_demo(cfg)  # returns when the (fake) app stops
     said = capsys.readouterr().out
-    assert events == ["train resnet50", "evaluate resnet50", "serve with 1", "train vgg16",
+    # each model is served as soon as it is saved: before its evaluation
+    assert events == ["train resnet50", "serve with 1", "evaluate resnet50", "train vgg16",
                       "evaluate vgg16", "compare"]
     assert f"the app is up: http://{cfg.bind}" in said and f"serving at http://{cfg.bind}" in said
     assert "[3/6]" in said and "[4/6]" in said and said.index("[5/6]") < said.index("[6/6]")
@@ -241,7 +258,7 @@ def test_a_failing_run_stops_the_app_and_says_the_run_stopped(fake_run, monkeypa
         demo.run_demo(cfg)
     status = read_status(Path(cfg.out) / STATUS_FILE)
     assert status.finished and status.stage == "stopped" and status.done == ("resnet50",)
-    assert events == ["evaluate resnet50", "serve with 1"]
+    assert events == ["serve with 1", "evaluate resnet50"]
 
 
 def test_progress_writes_the_status_the_app_shows(tmp_path, capsys):
@@ -256,3 +273,38 @@ def test_progress_writes_the_status_the_app_shows(tmp_path, capsys):
     assert (now.current, now.epoch, now.stage) == ("resnet50", 1, "training") and now.eta_seconds > 0
     status.model_done("resnet50")
     assert read_status(status.path).done == ("resnet50",) and read_status(status.path).current is None
+
+
+@pytest.mark.timeout(60)
+def test_wait_up_returns_when_the_app_answers_or_stops(tmp_path, monkeypatch):
+    """The first evaluation waits for the app: until it answers, not the whole patience; an
+    app that exits ends the wait at once and says it did not come up."""
+    from tests.app.servers import free_port
+    from training import demo_server
+
+    port = free_port()
+    monkeypatch.setattr(demo_server, "serve_command",
+                        lambda out, bind: [sys.executable, "-c", FAKE_SERVER, str(port), "5"])
+    server = demo_server.DemoServer(tmp_path, f"127.0.0.1:{port}", tmp_path / "status.json")
+    server.start(1)
+    started = time.monotonic()
+    assert server.wait_up(30) is True and time.monotonic() - started < 10
+    server.stop()
+
+    monkeypatch.setattr(demo_server, "serve_command", lambda out, bind: [sys.executable, "-c", "pass"])
+    gone = demo_server.DemoServer(tmp_path, f"127.0.0.1:{free_port()}", tmp_path / "status.json")
+    gone.start(1)
+    started = time.monotonic()
+    assert gone.wait_up(30) is False and time.monotonic() - started < 10
+
+
+@pytest.mark.timeout(120)
+def test_the_quickest_backbone_trains_first_and_the_pages_keep_the_given_order(fake_run, monkeypatch):
+    cfg, events, reuse = fake_run
+    cfg = dataclasses.replace(cfg, archs=demo.FOUR, serve=False)
+    compared = []
+    monkeypatch.setattr(demo, "compare_models", lambda dirs, *a, **k: compared.extend(Path(d).name for d in dirs))
+    demo.run_demo(cfg)
+    assert [e for e in events if e.startswith("train")] == [
+        "train inception_v3", "train resnet50", "train xception", "train vgg16"]
+    assert compared == list(demo.FOUR)  # the comparison (and the pages) in the given order

@@ -25,6 +25,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import keras
 
+from training.engine.forward import compiled_call
+
 log = logging.getLogger(__name__)
 
 #: precise BN averages the statistics of at most this many training images
@@ -60,21 +62,32 @@ def precise_bn(model: keras.Model, images: np.ndarray, batch_size: int,
     """Recompute the moving statistics of ``model``'s trainable BN layers on ``images``.
 
     The weights are not changed (no gradient step; dropout only affects the head, after every
-    BN layer). Batch ``k`` (0-based) enters with momentum ``k / (k + 1)``, which makes each
-    moving statistic the equal-weight mean over the batches. Returns what was done.
+    BN layer). With momentum 0 each training-mode call leaves one batch's statistics in the
+    moving variables; they are summed here, and each moving statistic becomes the equal-weight
+    mean over the batches (one compiled call per batch: :mod:`training.engine.forward`).
+    Returns what was done.
     """
     layers = trainable_bn_layers(model)
     if not layers or len(images) == 0:
         return {"layers": 0, "images": 0}
     saved = [layer.momentum for layer in layers]
-    used = 0
+    sums = [[np.zeros(layer.moving_mean.shape, np.float64), np.zeros(layer.moving_variance.shape, np.float64)]
+            for layer in layers]
+    used = batches = 0
     try:
-        for k, idx in enumerate(_batch_indices(len(images), batch_size, limit, seed)):
+        for layer in layers:
+            layer.momentum = 0.0  # moving = batch statistics, read after every call
+        call = compiled_call(model, training=True)
+        for idx in _batch_indices(len(images), batch_size, limit, seed):
             x = np.asarray(images[idx])
-            for layer in layers:
-                layer.momentum = k / (k + 1)
-            model(x, training=True)  # eager: the momentum above is read at every call
-            used += len(x)
+            call(x)
+            for layer, acc in zip(layers, sums):
+                acc[0] += keras.ops.convert_to_numpy(layer.moving_mean)
+                acc[1] += keras.ops.convert_to_numpy(layer.moving_variance)
+            used, batches = used + len(x), batches + 1
+        for layer, (mean, var) in zip(layers, sums):
+            layer.moving_mean.assign(mean / batches)
+            layer.moving_variance.assign(var / batches)
     finally:
         for layer, momentum in zip(layers, saved):
             layer.momentum = momentum
@@ -117,11 +130,13 @@ def mode_losses(model: keras.Model, images: np.ndarray, targets: np.ndarray,
     totals = {"train_mode": 0.0, "inference_mode": 0.0}
     batches = 0
     targets = np.asarray(targets, np.float32)
-    with _Frozen(model):
+    with _Frozen(model):  # the calls are traced inside: they keep its momentum and dropout
+        calls = {"train_mode": compiled_call(model, training=True),
+                 "inference_mode": compiled_call(model, training=False)}
         for idx in _batch_indices(len(images), batch_size, limit, seed):
             x, y = np.asarray(images[idx]), targets[idx]
-            for name, training in (("train_mode", True), ("inference_mode", False)):
-                p = model(x, training=training)
+            for name, call in calls.items():
+                p = call(x)
                 totals[name] += float(keras.ops.convert_to_numpy(keras.ops.mean(loss(y, p))))
             batches += 1
     return {k: v / max(batches, 1) for k, v in totals.items()}

@@ -22,6 +22,7 @@ import numpy as np
 import keras
 
 from training import io
+from training.engine.forward import compiled_call
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +78,10 @@ def feature_batches(feature_model: keras.Model, images: np.ndarray, batch_size: 
                     ) -> Iterator[np.ndarray]:
     """Pooled features of ``images`` (an array or a lazy cache view), one float32 batch at a
     time (inference mode): only a batch of images is ever in memory."""
+    call = compiled_call(feature_model, training=False)
     for start in range(0, len(images), batch_size):
         batch = np.asarray(images[start:start + batch_size])
-        yield keras.ops.convert_to_numpy(feature_model(batch, training=False)).astype(np.float32)
+        yield keras.ops.convert_to_numpy(call(batch)).astype(np.float32)
 
 
 def compute_features(feature_model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:

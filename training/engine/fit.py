@@ -237,8 +237,9 @@ def _history(out: Path) -> pd.DataFrame:
 
 
 def build_card(cfg: TrainConfig, prep: Prepared, facts: dict, post: PostTraining,
-               history: pd.DataFrame) -> ModelCard:
-    """The model card (docs/architecture.md) of a finished run (``post``: its post-training step)."""
+               history: pd.DataFrame, gradcam_layer: str) -> ModelCard:
+    """The model card (docs/architecture.md) of a finished run (``post``: its post-training step;
+    ``gradcam_layer``: what Grad-CAM explains, ``Architecture.gradcam_layer_for``)."""
     counts = split_counts(prep.split, prep.targets, prep.classes)
     seconds = history["epoch_seconds"].mean() if "epoch_seconds" in history else float("nan")
     return ModelCard(
@@ -249,7 +250,7 @@ def build_card(cfg: TrainConfig, prep: Prepared, facts: dict, post: PostTraining
         outputs=list(prep.classes),
         input_size=prep.size,
         preprocessing=prep.preprocess.to_dict(),
-        gradcam_layer=get_architecture(cfg.arch).gradcam_layer,
+        gradcam_layer=gradcam_layer,
         transfer={"mode": cfg.mode, "weights": cfg.weights},
         initialisation=describe_initialisation(cfg.weights),
         training={**cfg.to_dict(), **facts, "epochs_run": int(len(history)),
@@ -338,12 +339,13 @@ def _train_in(cfg: TrainConfig, ds, dist: Distribution, note: str | None,
                 run_cfg.batch_size, seed=cfg.seed, precise=cfg.precise_bn)
             post = validation_report(model, prep, run_cfg.batch_size, cfg.calibration,
                                      cfg.min_threshold_patients)
-            gate = fit_model_gate(model, prep.images["train"], prep.images["val"],
-                                  get_architecture(cfg.arch).gradcam_layer, run_cfg.batch_size)
+            cam_layer = get_architecture(cfg.arch).gradcam_layer_for(model)
+            gate = fit_model_gate(model, prep.images["train"], prep.images["val"], cam_layer,
+                                  run_cfg.batch_size)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
     facts.update(mixed_precision=policy, **scale)
-    card = build_card(cfg, prep, facts, post, _history(out))
+    card = build_card(cfg, prep, facts, post, _history(out), cam_layer)
     if note:
         card.transfer = dataclasses.replace(card.transfer, note=note)
     card.gate = save_gate(gate, out)  # before the card that names its hash

@@ -121,6 +121,26 @@ def test_gradcam_layer_is_a_4d_feature_map_in_the_flat_model(frozen_model, arch)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_the_explained_map_is_never_one_cell_where_a_fallback_exists(frozen_model, arch):
+    """At the tiny test size InceptionV3's mixed10 is 1×1: Grad-CAM explains mixed7 instead."""
+    model, a = frozen_model(arch), get_architecture(arch)
+    chosen = a.gradcam_layer_for(model)
+    shape = model.get_layer(chosen).output.shape
+    if a.gradcam_fallback:
+        assert tuple(model.get_layer(a.gradcam_layer).output.shape[1:3]) == (1, 1)  # the case at hand
+        assert chosen == a.gradcam_fallback and shape[1] > 1 and shape[2] > 1
+    else:
+        assert chosen == a.gradcam_layer
+
+
+def test_inception_keeps_mixed10_where_its_map_has_cells():
+    a = get_architecture("inception_v3")
+    model = build_model("inception_v3", ["x"], "multilabel", 160, "scratch", None)
+    assert tuple(model.get_layer("mixed10").output.shape[1:3]) == (3, 3)
+    assert a.gradcam_layer_for(model) == "mixed10"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_frozen_trains_only_the_head(frozen_model, arch):
     model = frozen_model(arch)
     features = model.get_layer("features").output.shape[-1]
