@@ -3,8 +3,8 @@
 Active only when ``CXRLAB_TRAINING_STATUS`` names the demo's status file (``cxrlab demo
 --serve`` sets it; :mod:`training.demo_status`). A daemon thread of the worker reads the file
 every few seconds and loads each model the file lists as done (saved with its card: never a
-folder still being written), and again any whose card changed (its evaluations arrive so). New runtimes
-are loaded and warmed up off to the side, then one new :class:`ModelBank` replaces the old one
+folder still being written), and again any whose card changed (its evaluations arrive so).
+New runtimes are loaded and warmed up off to the side, then one new :class:`ModelBank` replaces the old one
 (:func:`app.state.install_bank`): a request keeps the bank it started with, none sees a partial
 one. The thread stops once the run is finished and its last models are in.
 """

@@ -1,8 +1,8 @@
 """The main job behind ``make demo``: data report, patient split (sites held out where the
 data has them), four models each evaluated as soon as it is trained, shortcut check,
 comparison. With ``--serve`` (``make demo``) the app starts as soon as the first model is
-saved (its evaluation follows and appears when it is in the card) and shows the others as they finish (:mod:`training.demo_server`, the status file of
-:mod:`training.demo_status`).
+saved (its evaluation follows and appears when it is in the card) and shows the others as
+they finish (:mod:`training.demo_server`, the status file of :mod:`training.demo_status`).
 
 Online, the four backbones use frozen ImageNet weights with cached features (the
 literature's protocol, quick on a laptop CPU). Offline, ImageNet weights cannot be had, so
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -58,12 +59,10 @@ from training.models.weights import imagenet_obtainable
 SCRATCH_SIZE = 96
 SCRATCH_EPOCHS = 4
 FROZEN_EPOCHS = 30
-#: The order the demo trains in: quickest first, so the app shows a model sooner (images/s from
-#: scratch at 96 px on the 2-core CPU, BENCHMARKS.md "First run": InceptionV3 37, ResNet50
-#: 19-29; docs/results.md §3: 88, 42-46, Xception 37, VGG16 21). Pages keep ``archs``' order.
-QUICKEST_FIRST = ("inception_v3", "resnet50", "xception", "vgg16")
-#: Their epoch times relative to InceptionV3's, for the ETA (from the rates above: 1, 2.0, 2.4,
-#: 4.2; the 2026-12-06 demos: ResNet50 2.0, Xception 2.5-2.8); other backbones count as ResNet50
+#: Epoch times relative to InceptionV3's, from scratch at 96 px on the 2-core CPU (BENCHMARKS.md
+#: "First run": InceptionV3 37, ResNet50 19-29 images/s; docs/results.md §3: 88, 42-46, Xception
+#: 37, VGG16 21; the 2026-12-06 demos: Xception 2.5-2.8). The demo trains the cheapest first, so
+#: the app shows a model sooner (pages keep ``archs``' order), and its ETA weighs each by this.
 EPOCH_COST = {"inception_v3": 1.0, "resnet50": 2.0, "xception": 2.5, "vgg16": 4.2}
 #: Seconds the first evaluation waits for the app to come up (its start is what the user waits for)
 APP_START_WAIT = 120.0
@@ -181,11 +180,6 @@ class _Run:
     server: DemoServer | None         # --serve: started once the first model is done
 
 
-def _speed_rank(arch: str) -> int:
-    """Where ``arch`` comes in :data:`QUICKEST_FIRST` (others after, in their given order)."""
-    return QUICKEST_FIRST.index(arch) if arch in QUICKEST_FIRST else len(QUICKEST_FIRST)
-
-
 def _models(tcfg: TrainConfig, archs: tuple[str, ...], ds, run: _Run) -> tuple[list[Path], bool]:
     """Each backbone trained (or reused), served as soon as it is saved, then evaluated at once
     (the app shows its evidence once the evaluation is in its card); reused ones first (ready
@@ -195,8 +189,9 @@ def _models(tcfg: TrainConfig, archs: tuple[str, ...], ds, run: _Run) -> tuple[l
     todo = [a for a in archs if not reusable(models / a, replace(tcfg, arch=a), split_sha)]
     epochs = tcfg.epochs + (tcfg.head_epochs if tcfg.mode == "finetune" else 0)
     run.status.update(epochs=epochs)
-    order = sorted(archs, key=lambda a: (a in todo, _speed_rank(a)))  # reused first, then quickest
-    progress = TrainingProgress(len(todo), epochs, run.status,
+    # reused first, then the cheapest to train (backbones without a measured cost last)
+    order = sorted(archs, key=lambda a: (a in todo, EPOCH_COST.get(a, math.inf)))
+    progress = TrainingProgress(len(todo), epochs, run.status,  # unmeasured: counted as ResNet50
                                 costs=[EPOCH_COST.get(a, EPOCH_COST["resnet50"]) for a in order if a in todo])
     evaluated = False
     for arch in order:

@@ -3,7 +3,8 @@
 Written atomically by ``cxrlab demo`` (:mod:`training.demo`) at every epoch end and model end,
 read by the app (``CXRLAB_TRAINING_STATUS``): its model watcher loads a model only once this
 record lists it as done (trained or reused, saved with its card), never a folder that is
-still being written (the evaluations that follow update the card, which the watcher reloads), and its training panel says how far the run is.
+still being written (the evaluations that follow update the card, which the watcher
+reloads), and its training panel says how far the run is.
 """
 from __future__ import annotations
 
